@@ -1,0 +1,252 @@
+"""The two small storage interfaces every backend implements, and shared conveniences.
+
+``MetaStore`` holds ordered, small keys transactionally (repos, DAGs, keyvalue entries, logs);
+``BlobStore`` holds large immutable values addressed by the hash of their bytes. Everything
+versioned is built once on top of these in :mod:`dvidql.storage.versioned`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = [
+    "BlobStore",
+    "ByteRange",
+    "Engine",
+    "EngineMetaStore",
+    "MetaStore",
+    "Txn",
+    "content_ref",
+]
+
+SCAN_BATCH = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """A half-open byte range ``[start, stop)``; ``stop=None`` reads to the end."""
+
+    start: int
+    stop: int | None = None
+
+    def apply(self, data: bytes) -> bytes:
+        return data[self.start : self.stop]
+
+
+def content_ref(data: bytes) -> str:
+    """The content address of a blob: hex BLAKE2b-128 of its bytes."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class Txn(abc.ABC):
+    """A read-write transaction: reads see the transaction's own writes."""
+
+    @abc.abstractmethod
+    async def get(self, key: bytes) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def scan(
+        self, start: bytes, end: bytes, *, reverse: bool = False, limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]: ...
+
+    @abc.abstractmethod
+    def put(self, key: bytes, value: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def delete(self, key: bytes) -> None: ...
+
+
+class MetaStore(abc.ABC):
+    """Ordered, transactional small keys (bytewise order, half-open ranges).
+
+    Parameters of ``scan``: ``start`` inclusive, ``end`` exclusive; ``reverse`` walks down
+    from ``end``; ``limit`` bounds the number of pairs.
+    """
+
+    supports_snapshots: bool = True
+    supports_concurrent_writers: bool = False
+
+    @abc.abstractmethod
+    async def get(self, key: bytes) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
+
+    @abc.abstractmethod
+    def scan(
+        self, start: bytes, end: bytes, *, reverse: bool = False, limit: int | None = None
+    ) -> AsyncIterator[tuple[bytes, bytes]]: ...
+
+    async def scan_many(
+        self, ranges: Sequence[tuple[bytes, bytes]]
+    ) -> list[list[tuple[bytes, bytes]]]:
+        """All pairs of several ranges; backends answer it in one round trip where they can."""
+        return [[kv async for kv in self.scan(s, e)] for s, e in ranges]
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractAsyncTxnContext: ...
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources; the default has none."""
+
+
+class AbstractAsyncTxnContext(Protocol):
+    async def __aenter__(self) -> Txn: ...
+    async def __aexit__(self, *exc: object) -> bool | None: ...
+
+
+class BlobStore(abc.ABC):
+    """Large immutable values, content-addressed so identical bytes are stored once."""
+
+    @abc.abstractmethod
+    async def put(self, data: bytes) -> str:
+        """Store ``data`` (idempotent) and return its content reference."""
+
+    @abc.abstractmethod
+    async def get(self, ref: str, byte_range: ByteRange | None = None) -> bytes | None: ...
+
+    async def get_many(self, refs: Sequence[str]) -> list[bytes | None]:
+        """Order kept, None for missing; a bounded gather by default."""
+        sem = asyncio.Semaphore(32)
+
+        async def one(ref: str) -> bytes | None:
+            async with sem:
+                return await self.get(ref)
+
+        return list(await asyncio.gather(*(one(r) for r in refs)))
+
+    @abc.abstractmethod
+    async def exists(self, ref: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def delete(self, ref: str) -> None:
+        """Remove a blob; only garbage collection calls this."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> AsyncIterator[str]: ...
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources; the default has none."""
+
+
+class Engine(abc.ABC):
+    """A synchronous ordered key-value medium (memory, LMDB) under :class:`EngineMetaStore`.
+
+    Reads are cheap enough to run on the event loop; ``apply`` commits a batch atomically and
+    may be slow (fsync), so the store runs it in a worker thread when ``slow_apply`` is set.
+    """
+
+    slow_apply: bool = False
+
+    @abc.abstractmethod
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
+
+    @abc.abstractmethod
+    def scan_ranges(
+        self,
+        ranges: Sequence[tuple[bytes, bytes]],
+        *,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> list[list[tuple[bytes, bytes]]]: ...
+
+    @abc.abstractmethod
+    def apply(self, writes: dict[bytes, bytes | None]) -> None:
+        """Atomically put (value) or delete (None) every key of ``writes``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the medium."""
+
+
+class _BufferedTxn(Txn):
+    """Writes buffered in memory and applied at once; reads merge the buffer over the engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.writes: dict[bytes, bytes | None] = {}
+
+    async def get(self, key: bytes) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        return self._engine.get_many([key])[0]
+
+    async def scan(
+        self, start: bytes, end: bytes, *, reverse: bool = False, limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        merged = dict(self._engine.scan_ranges([(start, end)])[0])
+        for key, value in self.writes.items():
+            if start <= key < end:
+                if value is None:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
+        pairs = sorted(merged.items(), reverse=reverse)
+        return pairs if limit is None else pairs[:limit]
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.writes[key] = bytes(value)
+
+    def delete(self, key: bytes) -> None:
+        self.writes[key] = None
+
+
+class EngineMetaStore(MetaStore):
+    """A MetaStore over a synchronous engine, for one process.
+
+    Transactions are serialized by an asyncio lock, which makes them serializable within the
+    process; the embedded backend is single-process by design (the data directory is locked).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._write_lock = asyncio.Lock()
+
+    async def get(self, key: bytes) -> bytes | None:
+        return self.engine.get_many([key])[0]
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return self.engine.get_many(keys)
+
+    async def scan(
+        self, start: bytes, end: bytes, *, reverse: bool = False, limit: int | None = None
+    ) -> AsyncIterator[tuple[bytes, bytes]]:
+        remaining = limit
+        lo, hi = start, end
+        while remaining is None or remaining > 0:
+            batch_size = SCAN_BATCH if remaining is None else min(SCAN_BATCH, remaining)
+            batch = self.engine.scan_ranges([(lo, hi)], reverse=reverse, limit=batch_size)[0]
+            for pair in batch:
+                yield pair
+            if len(batch) < batch_size:
+                return
+            if remaining is not None:
+                remaining -= len(batch)
+            if reverse:
+                hi = batch[-1][0]
+            else:
+                lo = batch[-1][0] + b"\x00"
+
+    async def scan_many(
+        self, ranges: Sequence[tuple[bytes, bytes]]
+    ) -> list[list[tuple[bytes, bytes]]]:
+        return self.engine.scan_ranges(ranges)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Txn]:  # type: ignore[override]
+        async with self._write_lock:
+            txn = _BufferedTxn(self.engine)
+            yield txn
+            if txn.writes:
+                if self.engine.slow_apply:
+                    await asyncio.to_thread(self.engine.apply, txn.writes)
+                else:
+                    self.engine.apply(txn.writes)
+
+    async def close(self) -> None:
+        self.engine.close()
