@@ -13,6 +13,7 @@ layer into an error whose ``extensions.code`` is the machine-readable code::
     ├── Locked                       409 VERSION_LOCKED     write to a committed version
     ├── Conflict                     409 CONFLICT           name taken, parent has a child...
     ├── PayloadTooLarge              413 PAYLOAD_TOO_LARGE
+    ├── RangeNotSatisfiable          416 RANGE_NOT_SATISFIABLE
     ├── KeyConflict                  409 KEY_CONFLICT       ambiguous read through a merge
     └── Unavailable                  503 UNAVAILABLE        a backend cannot be reached
 """
@@ -32,6 +33,7 @@ __all__ = [
     "MergeConflict",
     "NotFound",
     "PayloadTooLarge",
+    "RangeNotSatisfiable",
     "ReadOnly",
     "Unavailable",
 ]
@@ -89,6 +91,11 @@ class Conflict(DvidqlError):
 class PayloadTooLarge(DvidqlError):
     status = 413
     code = "PAYLOAD_TOO_LARGE"
+
+
+class RangeNotSatisfiable(DvidqlError):
+    status = 416
+    code = "RANGE_NOT_SATISFIABLE"
 
 
 class KeyConflict(DvidqlError):

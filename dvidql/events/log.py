@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 
+from dvidql.ids import now
 from dvidql.storage import keys as K
 from dvidql.storage.base import MetaStore, Txn
-from dvidql.ids import now
 
 __all__ = ["append", "last_id", "read"]
 

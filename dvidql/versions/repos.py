@@ -237,6 +237,16 @@ class RepoManager:
 
         return await self._mutate(repo.repo_id, change)
 
+    async def set_instance_tags(
+        self, repo: Repo, name: str, tags: dict[str, str], *, replace: bool = False
+    ) -> dict[str, str]:
+        async def change(r: Repo, txn: Txn) -> dict[str, str]:
+            instance = self.instance(r, name)
+            instance.tags = dict(tags) if replace else {**instance.tags, **tags}
+            return instance.tags
+
+        return await self._mutate(repo.repo_id, change)
+
     # ----- nodes -------------------------------------------------------------------------
 
     async def set_note(self, repo: Repo, node: Node, note: str, *, bypass: bool = False) -> None:

@@ -1,0 +1,3 @@
+from dvidql.cli import app
+
+app()

@@ -1,0 +1,85 @@
+"""What a datatype is, and the handle through which its operations reach storage.
+
+A datatype is a plug-in: it names itself, validates its instance settings, describes its keys
+and extended info. Its operations (in its own package) take a :class:`DataHandle`, an instance
+resolved at one version, so REST handlers and GraphQL resolvers share one implementation.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from dvidql.errors import BadRequest
+from dvidql.events import log as mutation_log
+from dvidql.storage.base import Txn
+from dvidql.storage.versioned import Lineage, VersionedKV
+from dvidql.versions.dag import Instance, Node, Repo
+from dvidql.versions.repos import RepoManager
+
+__all__ = ["DataHandle", "Datatype"]
+
+class Datatype(abc.ABC):
+    """A kind of data instance (keyvalue, uint8blk, labelmap...)."""
+
+    type_name: str
+    type_url: str
+    type_version: str
+    default_compression: str = "none"
+    compressions: frozenset[str] = frozenset({"none"})  # what the type can store
+
+    def parse_settings(self, settings: Mapping[str, str]) -> dict[str, Any]:
+        """Validate type-specific creation settings (keys already lowercased); the default
+        type takes none and rejects unknown ones."""
+        if settings:
+            raise BadRequest(
+                f"unknown setting(s) for {self.type_name}: {', '.join(sorted(settings))}"
+            )
+        return {}
+
+    def extended(self, instance: Instance) -> dict[str, Any]:
+        """The ``Extended`` object of the instance's info JSON."""
+        return {}
+
+    @abc.abstractmethod
+    def describe_key(self, tkey: bytes) -> str:
+        """A human-readable form of a type-specific key (for conflict reports)."""
+
+
+@dataclass(frozen=True)
+class DataHandle:
+    """A data instance at one version, as a request sees it."""
+
+    kv: VersionedKV
+    repos: RepoManager
+    repo: Repo
+    node: Node
+    instance: Instance
+    version: int  # where writes land (the root for unversioned instances)
+    lineage: Lineage  # what reads see
+    bypass_lock: bool = False  # admin or full-write mode
+
+    @property
+    def instance_id(self) -> int:
+        return self.instance.instance_id
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[Txn]:
+        """A transaction for a mutation, refused on committed versions (unversioned
+        instances are repo-wide and stay writable)."""
+        async with self.kv.meta.transaction() as txn:
+            await self.repos.assert_writable(
+                txn, self.node, bypass=self.bypass_lock or not self.instance.versioned
+            )
+            yield txn
+
+    async def log(self, txn: Txn, record: dict[str, Any]) -> int:
+        """Append the mutation's record in its own transaction; returns the mutation id."""
+        return await mutation_log.append(
+            txn, self.repo.repo_id,
+            {"UUID": self.node.uuid, "DataUUID": self.instance.data_uuid,
+             "DataName": self.instance.name, **record},
+        )

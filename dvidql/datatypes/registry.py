@@ -1,0 +1,20 @@
+"""The built-in datatypes, looked up by type name. Registration is explicit and in one place."""
+
+from __future__ import annotations
+
+from dvidql.datatypes.base import Datatype
+from dvidql.datatypes.keyvalue import KeyValueType
+from dvidql.errors import NotFound
+
+__all__ = ["DATATYPES", "get_datatype"]
+
+DATATYPES: dict[str, Datatype] = {t.type_name: t for t in (KeyValueType(),)}
+
+
+def get_datatype(name: str) -> Datatype:
+    found = DATATYPES.get(name)
+    if found is None:
+        raise NotFound(
+            f"unknown datatype {name!r}; this server supports: {', '.join(sorted(DATATYPES))}"
+        )
+    return found

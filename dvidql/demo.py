@@ -1,0 +1,73 @@
+"""The demo repo: a few versions and branches, a merge and keyvalue data to explore.
+
+Later datatypes add their demo data here."""
+
+from __future__ import annotations
+
+import orjson
+
+from dvidql.config import Settings
+from dvidql.datatypes.keyvalue import ops as kv_ops
+from dvidql.service import Caller, Service
+
+__all__ = ["DEMO_ALIAS", "populate"]
+
+DEMO_ALIAS = "demo"
+ADMIN = Caller(admin=True)
+
+
+async def populate(settings: Settings) -> str:
+    """Create the demo repo unless the store already has one; returns what happened."""
+    service = await Service.open(settings)
+    try:
+        for repo in service.repos.repos.values():
+            if repo.alias == DEMO_ALIAS:
+                return f"demo repo already present: {repo.root}"
+        root = await _build(service)
+        return f"created demo repo {root} in {settings.data}"
+    finally:
+        await service.close()
+
+
+async def _build(service: Service) -> str:
+    repos = service.repos
+    repo = await service.create_repo(
+        ADMIN, alias=DEMO_ALIAS, description="dvidql demo: versions, branches and a merge")
+    root = repo.nodes[repo.root_version]
+    await service.create_instance(ADMIN, repo, root, {"typename": "keyvalue",
+                                                      "dataname": "annotations"})
+    await service.create_instance(ADMIN, repo, root, {"typename": "keyvalue",
+                                                      "dataname": "settings",
+                                                      "versioned": "false"})
+
+    async def put(ref: str, name: str, values: dict[str, object]) -> None:
+        handle = service.handle(ref, name, ADMIN, write=True)
+        await kv_ops.put_many(handle, [(k, orjson.dumps(v)) for k, v in values.items()])
+
+    await put(root.uuid, "annotations", {
+        "body-1001": {"status": "traced", "type": "KC"},
+        "body-1002": {"status": "orphan"},
+        "body-1003": {"status": "traced", "type": "MBON01"},
+    })
+    await put(root.uuid, "settings", {"viewer": {"layout": "4panel"}})
+    await repos.commit(repo, root, note="initial agglomeration")
+
+    repo = repos.repos[repo.repo_id]
+    v2 = await repos.new_version(repo, repo.nodes[root.version_id], note="proofreading day 1")
+    await put(v2.uuid, "annotations", {"body-1002": {"status": "traced", "type": "PN"}})
+    await repos.commit(repos.repos[repo.repo_id], v2, note="day 1 done")
+
+    repo = repos.repos[repo.repo_id]
+    review = await repos.branch(repo, repo.nodes[root.version_id], "review",
+                                note="expert review of KC bodies")
+    await put(review.uuid, "annotations", {"body-1001": {"status": "traced", "type": "KCab"}})
+    await repos.commit(repos.repos[repo.repo_id], review, note="review done")
+
+    repo = repos.repos[repo.repo_id]
+    result = await service.merge(ADMIN, repo, [repo.nodes[v2.version_id],
+                                               repo.nodes[review.version_id]],
+                                 note="merge review into master")
+    if result.child is None:
+        raise RuntimeError(f"demo merge unexpectedly conflicted: {result.conflicts}")
+    await put(result.child.uuid, "annotations", {"body-1004": {"status": "new"}})
+    return repo.root

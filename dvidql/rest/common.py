@@ -1,0 +1,117 @@
+"""Cross-cutting HTTP policy, written once: who is calling, bounded bodies, JSON in and out,
+and the route-table entry that datatypes use."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dvidql.errors import BadRequest, PayloadTooLarge
+from dvidql.service import Caller, Service
+
+__all__ = [
+    "TypeRoute",
+    "caller",
+    "json_body",
+    "json_response",
+    "read_body",
+    "service",
+    "string_list",
+    "text_field",
+]
+
+MUTATING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class TypeRoute:
+    """One endpoint of a datatype, relative to ``/api/node/<uuid>/<instance>``.
+
+    ``is_read`` tells requests that do not mutate although their method usually does (DVID's
+    exceptions, such as POST for clients whose proxies drop GET bodies)."""
+
+    path: str
+    methods: frozenset[str]
+    handler: Handler
+    summary: str
+    is_read: Callable[[Request], bool] | None = None
+
+    def mutates(self, request: Request) -> bool:
+        if request.method not in MUTATING:
+            return False
+        return not (self.is_read is not None and self.is_read(request))
+
+
+def service(request: Request) -> Service:
+    svc: Service = request.app.state.service
+    return svc
+
+
+def caller(request: Request) -> Caller:
+    """The admin token comes as ``?admintoken=`` (DVID) or an ``Authorization: Bearer``."""
+    token = request.query_params.get("admintoken")
+    if token is None:
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            token = auth[7:].strip()
+    return service(request).caller(token)
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 413 past the configured limit."""
+    limit = service(request).settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def json_body(request: Request, *, required: bool = False) -> dict[str, Any]:
+    """A JSON object body; an empty body is ``{}`` unless ``required``."""
+    raw = await read_body(request)
+    if not raw.strip():
+        if required:
+            raise BadRequest("this request needs a JSON object body")
+        return {}
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise BadRequest("request body must be a JSON object")
+    return parsed
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def text_field(body: dict[str, Any], name: str, default: str = "") -> str:
+    value = body.get(name, default)
+    if not isinstance(value, str):
+        raise BadRequest(f"field {name!r} must be a string")
+    return value
+
+
+def string_list(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadRequest(f"field {name!r} must be a list of strings")
+    return value
+

@@ -1,0 +1,270 @@
+"""The service core both faces call: stores, repos, access policy and repo-level operations.
+
+REST handlers and GraphQL resolvers stay thin by calling these methods; each operation and
+each policy check (read-only mode, admin token, lock bypass) is written here once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import platform
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from dvidql import __version__
+from dvidql.config import Mode, Settings
+from dvidql.datatypes.base import DataHandle
+from dvidql.datatypes.registry import DATATYPES, get_datatype
+from dvidql.errors import BadRequest, Forbidden, Locked, ReadOnly
+from dvidql.ids import new_uuid
+from dvidql.storage.base import BlobStore, MetaStore
+from dvidql.storage.lmdb import open_embedded
+from dvidql.storage.versioned import VersionedKV
+from dvidql.versions.dag import Instance, Node, Repo
+from dvidql.versions.repos import RESERVED_NAMES, RepoManager
+
+__all__ = ["Caller", "MergeResult", "Service"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+_COMPRESSION_NAMES = {"none": "No compression", "lz4": "LZ4 compression",
+                      "gzip": "gzip compression", "snappy": "Snappy compression",
+                      "jpeg": "JPEG compression"}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking: only whether they proved the admin token, for now."""
+
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    child: Node | None
+    conflicts: list[dict[str, str]]  # {"instance": name, "key": readable key}
+
+
+class Service:
+    def __init__(self, settings: Settings, meta: MetaStore, blobs: BlobStore) -> None:
+        self.settings = settings
+        self.kv = VersionedKV(meta, blobs, inline_limit=settings.inline_value_bytes)
+        self.repos = RepoManager(meta, self.kv)
+        self.started = time.time()
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Service:
+        meta, blobs = open_embedded(settings.data)
+        service = cls(settings, meta, blobs)
+        await service.repos.load()
+        return service
+
+    async def close(self) -> None:
+        await self.kv.blobs.close()
+        await self.kv.meta.close()
+
+    # ----- access policy -----------------------------------------------------------------
+
+    def caller(self, token: str | None) -> Caller:
+        expected = self.settings.admin_token
+        return Caller(admin=bool(expected and token and hmac.compare_digest(token, expected)))
+
+    def require_privilege(self, caller: Caller, action: str) -> None:
+        """Privileged calls need the admin token when one is configured (DVID's admintoken);
+        a server started without a token is a single-user server where they are open."""
+        if self.settings.admin_token and not caller.admin:
+            raise Forbidden(f"{action} needs the admin token (?admintoken=... or a Bearer header)")
+
+    def require_writable(self, caller: Caller) -> None:
+        if self.settings.mode is Mode.READONLY and not caller.admin:
+            raise ReadOnly("this server is read-only; only GET and HEAD requests are served")
+
+    def bypass_lock(self, caller: Caller) -> bool:
+        return caller.admin or self.settings.mode is Mode.FULLWRITE
+
+    # ----- data handles ------------------------------------------------------------------
+
+    def handle(self, ref: str, name: str, caller: Caller, *, write: bool = False) -> DataHandle:
+        """Resolve an instance at a version for a request; ``write`` applies the write policy."""
+        repo, node = self.repos.resolve(ref)
+        return self.handle_at(repo, node, self.repos.instance(repo, name), caller, write=write)
+
+    def handle_at(
+        self, repo: Repo, node: Node, instance: Instance, caller: Caller, *, write: bool = False
+    ) -> DataHandle:
+        if write:
+            self.require_writable(caller)
+        version, lineage = self.repos.data_version(repo, node, instance)
+        return DataHandle(self.kv, self.repos, repo, node, instance, version, lineage,
+                          bypass_lock=self.bypass_lock(caller))
+
+    # ----- repos and instances -----------------------------------------------------------
+
+    async def create_repo(
+        self, caller: Caller, *, alias: str = "", description: str = "", root: str | None = None
+    ) -> Repo:
+        self.require_writable(caller)
+        self.require_privilege(caller, "creating a repo")
+        return await self.repos.create_repo(alias=alias, description=description, root=root)
+
+    async def create_instance(
+        self, caller: Caller, repo: Repo, node: Node, config: Mapping[str, Any]
+    ) -> Instance:
+        """Create an instance from DVID-style settings (keys case-insensitive):
+        ``typename``, ``dataname``, ``versioned``, ``Compression``, ``Checksum``, ``Tags``
+        and the type's own settings. Everything is validated before anything is written."""
+        self.require_writable(caller)
+        if node.locked and not self.bypass_lock(caller):
+            raise Locked(f"version {node.uuid} is committed; instances are added to "
+                         "uncommitted versions")
+        settings: dict[str, str] = {}
+        for key, value in config.items():
+            if not isinstance(value, str | bool | int | float):
+                raise BadRequest(f"setting {key!r} must be a string")
+            settings[key.lower()] = str(value)
+        type_name = settings.pop("typename", "")
+        name = settings.pop("dataname", "")
+        if not type_name or not name:
+            raise BadRequest("creating an instance needs 'typename' and 'dataname'")
+        datatype = get_datatype(type_name)
+        if not _NAME.match(name) or name in RESERVED_NAMES:
+            raise BadRequest(
+                f"instance name {name!r} is not allowed: use letters, digits, '.', '_' or '-' "
+                f"(not starting with a symbol), and none of {', '.join(sorted(RESERVED_NAMES))}"
+            )
+        versioned = settings.pop("versioned", "true").lower() not in ("false", "0", "no")
+        compression = settings.pop("compression", datatype.default_compression).lower()
+        if compression not in datatype.compressions:
+            raise BadRequest(f"{type_name} instances support Compression "
+                             f"{', '.join(sorted(datatype.compressions))}, not {compression!r}")
+        checksum = settings.pop("checksum", "none").lower()
+        if checksum != "none":
+            raise BadRequest(f"Checksum {checksum!r} is not supported; use 'none'")
+        tags = _parse_tags(settings.pop("tags", ""))
+        type_settings = datatype.parse_settings(settings)
+
+        def make(instance_id: int) -> Instance:
+            return Instance(name=name, type_name=type_name, data_uuid=new_uuid(),
+                            instance_id=instance_id, versioned=versioned,
+                            compression=compression, tags=tags, settings=type_settings)
+
+        return await self.repos.add_instance(repo, make)
+
+    async def merge(
+        self,
+        caller: Caller,
+        repo: Repo,
+        parents: Sequence[Node],
+        *,
+        note: str = "",
+        priority_for: frozenset[str] | None = None,
+    ) -> MergeResult:
+        self.require_writable(caller)
+        outcome = await self.repos.merge(repo, parents, note=note, priority_for=priority_for,
+                                         bypass=self.bypass_lock(caller))
+        latest = self.repos.repos[repo.repo_id]
+        conflicts = [
+            {"instance": name,
+             "key": get_datatype(latest.instances[name].type_name).describe_key(tkey)}
+            for name, tkey in outcome.conflicts
+        ]
+        return MergeResult(outcome.child, conflicts)
+
+    # ----- DVID JSON shapes --------------------------------------------------------------
+
+    def instance_info(self, repo: Repo, instance: Instance) -> dict[str, Any]:
+        datatype = get_datatype(instance.type_name)
+        return {
+            "Base": {
+                "TypeName": instance.type_name,
+                "TypeURL": datatype.type_url,
+                "TypeVersion": datatype.type_version,
+                "DataUUID": instance.data_uuid,
+                "Name": instance.name,
+                "RepoUUID": repo.root,
+                "Compression": _COMPRESSION_NAMES.get(instance.compression,
+                                                      instance.compression),
+                "Checksum": "No checksum",
+                "Syncs": [],
+                "Versioned": instance.versioned,
+                "KVStore": "embedded LMDB",
+                "LogStore": "embedded LMDB",
+                "Tags": instance.tags,
+            },
+            "Extended": datatype.extended(instance),
+        }
+
+    async def repo_info(self, repo: Repo) -> dict[str, Any]:
+        mutation_id = await self.repos.mutation_id(repo)
+        return {
+            "Root": repo.root,
+            "Alias": repo.alias,
+            "Description": repo.description,
+            "Log": repo.log,
+            "Properties": repo.properties,
+            "DataInstances": {
+                name: self.instance_info(repo, inst) for name, inst in repo.instances.items()
+            },
+            "DAG": {
+                "Root": repo.root,
+                "Nodes": {
+                    node.uuid: {
+                        "Branch": node.branch,
+                        "Note": node.note,
+                        "Log": node.log,
+                        "UUID": node.uuid,
+                        "VersionID": node.version_id,
+                        "Locked": node.locked,
+                        "Parents": node.parents,
+                        "Children": node.children,
+                        "Created": node.created,
+                        "Updated": node.updated,
+                    }
+                    for node in repo.nodes.values()
+                },
+            },
+            "MutationID": mutation_id,
+            "SavedMutationID": mutation_id,
+            "Created": repo.created,
+            "Updated": repo.updated,
+        }
+
+    def server_info(self) -> dict[str, str]:
+        uptime = int(time.time() - self.started)
+        return {
+            "Cores": str(os.cpu_count() or 1),
+            "Maximum Cores": str(os.cpu_count() or 1),
+            "Datastore Version": "1",
+            "DVID Version": f"v{__version__}-dvidql",
+            "Server": f"dvidql {__version__} (Python {platform.python_version()})",
+            "Storage backend": f"embedded LMDB at {self.settings.data}",
+            "Server time": datetime.now(UTC).isoformat(),
+            "Server uptime": f"{uptime // 3600}h{uptime // 60 % 60}m{uptime % 60}s",
+            "RPC Address": "",
+            "Host": f"{self.settings.host}:{self.settings.port}",
+            "Note": self.settings.note,
+            "TOML location": str(self.settings.config_file or ""),
+            "Mode": self.settings.mode.value,
+            "Kafka Servers": "",
+            "Kafka Activity Topic": "",
+            "Kafka Topic Prefix": "",
+            "Max Open Files": "",
+        }
+
+    @staticmethod
+    def types() -> dict[str, str]:
+        return {name: t.type_url for name, t in DATATYPES.items()}
+
+
+def _parse_tags(text: str) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadRequest(f"tag {item!r} must look like key=value (Tags=\"k=v,k2=v2\")")
+        tags[key.strip()] = value.strip()
+    return tags
