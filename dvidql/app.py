@@ -63,7 +63,7 @@ def build_app(settings: Settings, service: Service | None = None) -> Starlette:
                 await app.state.service.close()
 
     return Starlette(
-        routes=[Route("/", _home), *rest_routes(), *graphql_routes()],
+        routes=[*rest_routes(), *graphql_routes(), Route("/", _home)],
         middleware=[
             Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"],
                        allow_headers=["Authorization", "Content-Type", "Range"],

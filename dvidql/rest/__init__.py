@@ -10,5 +10,6 @@ __all__ = ["rest_routes"]
 
 
 def rest_routes() -> list[BaseRoute]:
-    """Node actions come before the instance dispatcher, so their names stay reserved."""
-    return [*server.routes, *repos.routes, *nodes.routes, *dispatch.routes]
+    """Data requests, the hot path, are matched first; the dispatcher's pattern needs a path
+    below the instance, so node actions (reserved names) never reach it."""
+    return [*dispatch.routes, *server.routes, *repos.routes, *nodes.routes]

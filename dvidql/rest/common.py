@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 MUTATING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+_ANONYMOUS = Caller()
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -56,6 +57,10 @@ def service(request: Request) -> Service:
 
 def caller(request: Request) -> Caller:
     """The admin token comes as ``?admintoken=`` (DVID) or an ``Authorization: Bearer``."""
+    if b"admintoken" not in request.scope["query_string"] and not any(
+        name == b"authorization" for name, _ in request.scope["headers"]
+    ):
+        return _ANONYMOUS
     token = request.query_params.get("admintoken")
     if token is None:
         auth = request.headers.get("authorization", "")

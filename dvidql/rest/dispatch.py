@@ -62,7 +62,7 @@ def _compile(table: Sequence[TypeRoute]) -> list[_Compiled]:
     return out
 
 
-_COMPILED = {name: _compile([*COMMON_ROUTES, *table]) for name, table in TYPE_ROUTES.items()}
+_COMPILED = {name: _compile([*table, *COMMON_ROUTES]) for name, table in TYPE_ROUTES.items()}
 
 
 async def dispatch(request: Request) -> Response:
