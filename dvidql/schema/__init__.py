@@ -1,7 +1,11 @@
-"""GraphQL schema (placeholder until the schema lands)."""
+"""The GraphQL face of dvidql: schema, scalars, error mapping and the ASGI routes.
 
-from starlette.routing import BaseRoute
+``schema`` is the Strawberry schema (its SDL is committed as ``schema.graphql``);
+``graphql_routes()`` serves it at ``/graphql`` over HTTP and WebSockets. Regenerate the SDL
+file with ``python -m dvidql.schema schema.graphql``.
+"""
 
+from dvidql.schema.app import graphql_routes
+from dvidql.schema.build import schema, sdl
 
-def graphql_routes() -> list[BaseRoute]:
-    return []
+__all__ = ["graphql_routes", "schema", "sdl"]

@@ -10,6 +10,7 @@ a commit is refused rather than landing in a committed version.
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -33,6 +34,9 @@ RESERVED_NAMES = frozenset(
     {"log", "branch", "note", "commit", "newversion", "tag", "status", "merge", "resolve",
      "info", "instance", "branch-versions"}
 )
+
+
+_TAG = re.compile(r"^[A-Za-z0-9._-]{1,128}$")  # the same characters a version ref allows
 
 
 @dataclass(frozen=True)
@@ -350,8 +354,9 @@ class RepoManager:
         self, repo: Repo, node: Node, tag: str, *, note: str = "", bypass: bool = False
     ) -> Node:
         """DVID's tag: a committed child whose UUID is the tag text, on branch ``tag-<tag>``."""
-        if not tag or any(c in tag for c in ":~/ ") or not tag.isprintable():
-            raise BadRequest(f"tag {tag!r} must be non-empty, printable, without ':~/' or spaces")
+        if not _TAG.match(tag):
+            raise BadRequest(f"tag {tag!r} must be letters, digits, '.', '_' or '-', so that it "
+                             "can stand wherever a UUID can")
         if tag in self._uuids:
             raise Conflict(f"tag {tag!r} is already used as a version UUID or tag")
 

@@ -1,0 +1,170 @@
+"""Mutation root. Each field goes through the Service, so read-only mode, the admin token
+and version locks apply exactly as over REST."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from dvidql.resolvers import instances as instance_resolvers
+from dvidql.resolvers import keyvalue as kv_resolvers
+from dvidql.resolvers import repos as repo_resolvers
+from dvidql.schema.args import arg
+from dvidql.schema.context import Context
+from dvidql.schema.scalars import JSON, Base64, UInt64
+from dvidql.schema.types import (
+    DataInstance,
+    KeyMutationResult,
+    MergeResolution,
+    MergeResult,
+    Repo,
+    Version,
+)
+
+__all__ = ["Mutation"]
+
+Ctx = Info[Context, None]
+VERSION = "Reference to the version (UUID or prefix, 'uuid:branch'...)."
+NEW_UUID = "UUID for the new version (32 hex digits); a random one if omitted."
+
+
+@strawberry.type(description="Writes: repos, instances, versions and keyvalue data.")
+class Mutation:
+    @strawberry.mutation(description="Create a repo with an uncommitted root version. Needs "
+                                     "the admin token when the server has one.")
+    async def create_repo(
+        self,
+        info: Ctx,
+        alias: Annotated[str, arg("Short name of the repo.")] = "",
+        description: Annotated[str, arg("Description of the repo.")] = "",
+        root_uuid: Annotated[str | None, arg("UUID for the root version (32 hex digits); "
+                                             "random if omitted.", name="root")] = None,
+    ) -> Repo:
+        return Repo(doc=await repo_resolvers.create_repo(info.context, alias, description,
+                                                         root_uuid))
+
+    @strawberry.mutation(description="Create a data instance at an uncommitted version of a "
+                                     "repo.")
+    async def create_instance(
+        self,
+        info: Ctx,
+        repo: Annotated[str, arg("Reference to an uncommitted version of the repo.")],
+        type_name: Annotated[str, arg("Datatype, e.g. 'keyvalue'.")],
+        name: Annotated[str, arg("Instance name, unique in the repo.")],
+        versioned: Annotated[bool, arg("False keeps one copy of the data for all "
+                                       "versions.")] = True,
+        settings: Annotated[JSON | None, arg("DVID creation settings as a JSON object, e.g. "
+                                             "{\"Compression\": \"none\", \"Tags\": "
+                                             "\"k=v\"}.")] = None,
+    ) -> DataInstance:
+        doc, instance = await instance_resolvers.create_instance(
+            info.context, repo, type_name, name, versioned, settings)
+        return DataInstance(doc=doc, model=instance)
+
+    @strawberry.mutation(description="Commit (lock) a version: its data becomes read-only.")
+    async def commit(
+        self,
+        info: Ctx,
+        version: Annotated[str, arg(VERSION)],
+        note: Annotated[str | None, arg("New note for the version; unchanged if "
+                                        "omitted.")] = None,
+        log: Annotated[list[str] | None, arg("Messages appended to the version's "
+                                             "log.")] = None,
+    ) -> Version:
+        return Version.of(await repo_resolvers.commit(info.context, version, note, log))
+
+    @strawberry.mutation(description="Create a child version of a committed version on the "
+                                     "same branch.")
+    async def new_version(
+        self,
+        info: Ctx,
+        parent: Annotated[str, arg(VERSION)],
+        note: Annotated[str, arg("Note for the new version.")] = "",
+        uuid: Annotated[str | None, arg(NEW_UUID)] = None,
+    ) -> Version:
+        return Version.of(await repo_resolvers.new_version(info.context, parent, note, uuid))
+
+    @strawberry.mutation(description="Start a new branch: a child version of a committed "
+                                     "version.")
+    async def branch(
+        self,
+        info: Ctx,
+        parent: Annotated[str, arg(VERSION)],
+        name: Annotated[str, arg("Name of the new branch, unused in the repo.")],
+        note: Annotated[str, arg("Note for the new version.")] = "",
+        uuid: Annotated[str | None, arg(NEW_UUID)] = None,
+    ) -> Version:
+        return Version.of(await repo_resolvers.branch(info.context, parent, name, note, uuid))
+
+    @strawberry.mutation(description="Tag a committed version: a committed child whose UUID "
+                                     "is the tag, on branch 'tag-<tag>'.")
+    async def tag(
+        self,
+        info: Ctx,
+        version: Annotated[str, arg(VERSION)],
+        tag: Annotated[str, arg("The tag, usable wherever a UUID is.")],
+        note: Annotated[str, arg("Note for the tag version.")] = "",
+    ) -> Version:
+        return Version.of(await repo_resolvers.tag(info.context, version, tag, note))
+
+    @strawberry.mutation(description="Merge committed versions of one repo into a new child "
+                                     "of all of them. A refused merge is not an error: it "
+                                     "returns merged=false and the conflicts.")
+    async def merge_versions(
+        self,
+        info: Ctx,
+        parents: Annotated[list[str], arg("The versions to merge (at least two), first "
+                                          "parent first.")],
+        note: Annotated[str | None, arg("Note for the merge version.")] = None,
+        resolution: Annotated[MergeResolution, arg("What to do with conflicting "
+                                                   "keys.")] = MergeResolution.REFUSE,
+    ) -> MergeResult:
+        doc, result = await repo_resolvers.merge(
+            info.context, parents, note or "", resolution is MergeResolution.PARENT_PRIORITY)
+        return MergeResult.build(doc, result)
+
+    @strawberry.mutation(description="Store a keyvalue value, given as base64 'value' or as "
+                                     "UTF-8 'text' (exactly one).")
+    async def put_key(
+        self,
+        info: Ctx,
+        version: Annotated[str, arg(VERSION)],
+        instance: Annotated[str, arg("Name of a keyvalue instance.")],
+        key: Annotated[str, arg("The key.")],
+        value: Annotated[Base64 | None, arg("The value as base64.")] = None,
+        text: Annotated[str | None, arg("The value as text, stored as UTF-8.")] = None,
+    ) -> KeyMutationResult:
+        mutation_id = await kv_resolvers.put(info.context, version, instance, key, value, text)
+        return KeyMutationResult(mutation_id=UInt64(mutation_id), instance=instance, key=key)
+
+    @strawberry.mutation(description="Delete a keyvalue key at a version (its ancestors keep "
+                                     "their value).")
+    async def delete_key(
+        self,
+        info: Ctx,
+        version: Annotated[str, arg(VERSION)],
+        instance: Annotated[str, arg("Name of a keyvalue instance.")],
+        key: Annotated[str, arg("The key.")],
+    ) -> KeyMutationResult:
+        mutation_id = await kv_resolvers.delete(info.context, version, instance, key)
+        return KeyMutationResult(mutation_id=UInt64(mutation_id), instance=instance, key=key)
+
+    @strawberry.mutation(description="Replace the note of an uncommitted version.")
+    async def set_note(
+        self,
+        info: Ctx,
+        version: Annotated[str, arg(VERSION)],
+        note: Annotated[str, arg("The new note.")],
+    ) -> Version:
+        return Version.of(await repo_resolvers.set_note(info.context, version, note))
+
+    @strawberry.mutation(description="Append messages to the log of an uncommitted version.")
+    async def append_log(
+        self,
+        info: Ctx,
+        version: Annotated[str, arg(VERSION)],
+        messages: Annotated[list[str], arg("Messages to append, in order.")],
+    ) -> Version:
+        return Version.of(await repo_resolvers.append_log(info.context, version, messages))

@@ -1,0 +1,379 @@
+"""Object types. Each wraps a domain object (repo document, DAG node, instance, data handle)
+and exposes it; nested fields that need the service delegate to :mod:`dvidql.resolvers`."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from dvidql.datatypes.base import DataHandle
+from dvidql.resolvers import instances as instance_resolvers
+from dvidql.resolvers import keyvalue as kv_resolvers
+from dvidql.resolvers import repos as repo_resolvers
+from dvidql.schema.args import arg
+from dvidql.schema.context import Context
+from dvidql.schema.scalars import JSON, Base64, UInt64
+from dvidql.service import MergeResult as ServiceMergeResult
+from dvidql.versions import dag
+
+__all__ = [
+    "Branch",
+    "DataInstance",
+    "DatatypeInfo",
+    "KeyMutationResult",
+    "KeyValueEntry",
+    "KeyValueInstance",
+    "MergeConflictEntry",
+    "MergeResolution",
+    "MergeResult",
+    "Repo",
+    "ServerInfo",
+    "Tag",
+    "Version",
+    "branch_name",
+]
+
+MASTER_NAME = "master"
+
+
+def branch_name(stored: str) -> str:
+    """The master branch is stored as the empty name (as in DVID) and shown as 'master'."""
+    return MASTER_NAME if stored == dag.MASTER else stored
+
+
+# ----- server ------------------------------------------------------------------------------
+
+
+@strawberry.type(description="A datatype this server supports.")
+class DatatypeInfo:
+    name: str = strawberry.field(description="Type name used to create instances, e.g. "
+                                             "'keyvalue'.")
+    url: str = strawberry.field(description="DVID's type URL for the datatype.")
+
+
+@strawberry.type(description="The server's version, configuration and state.")
+class ServerInfo:
+    version: str = strawberry.field(description="DVID-compatible version string.")
+    server: str = strawberry.field(description="Server software and Python version.")
+    mode: str = strawberry.field(description="Write mode: readwrite, readonly or fullwrite.")
+    storage_backend: str = strawberry.field(description="Where the data is stored.")
+    uptime: str = strawberry.field(description="Time since the server started, e.g. 1h2m3s.")
+    server_time: str = strawberry.field(description="Current server time (RFC 3339).")
+    host: str = strawberry.field(description="Address and port the server listens on.")
+    note: str = strawberry.field(description="Free-text note from the server configuration.")
+    cores: int = strawberry.field(description="CPU cores available to the server.")
+    datatypes: list[DatatypeInfo] = strawberry.field(
+        description="Datatypes that instances can be created with.")
+
+    @classmethod
+    def build(cls, info: dict[str, str], types: dict[str, str]) -> ServerInfo:
+        return cls(
+            version=info["DVID Version"], server=info["Server"], mode=info["Mode"],
+            storage_backend=info["Storage backend"], uptime=info["Server uptime"],
+            server_time=info["Server time"], host=info["Host"], note=info["Note"],
+            cores=int(info["Cores"]),
+            datatypes=[DatatypeInfo(name=n, url=u) for n, u in sorted(types.items())],
+        )
+
+
+# ----- repos and versions ------------------------------------------------------------------
+
+
+@strawberry.type(description="One version (node) of a repo's version DAG.")
+class Version:
+    doc: strawberry.Private[dag.Repo]
+    node: strawberry.Private[dag.Node]
+
+    @classmethod
+    def of(cls, located: tuple[dag.Repo, dag.Node]) -> Version:
+        return cls(doc=located[0], node=located[1])
+
+    @strawberry.field(description="The version's UUID (32 hex digits, or the tag text for "
+                                  "tag versions).")
+    def uuid(self) -> str:
+        return self.node.uuid
+
+    @strawberry.field(description="Server-wide numeric id of the version.")
+    def version_id(self) -> int:
+        return self.node.version_id
+
+    @strawberry.field(description="Branch of the version; 'master' for the master branch.")
+    def branch(self) -> str:
+        return branch_name(self.node.branch)
+
+    @strawberry.field(description="Free-text note on the version.")
+    def note(self) -> str:
+        return self.node.note
+
+    @strawberry.field(description="Log entries of the version, oldest first, each "
+                                  "'timestamp  message'.")
+    def log(self) -> list[str]:
+        return list(self.node.log)
+
+    @strawberry.field(description="True once the version is committed; its data is then "
+                                  "read-only and new versions grow from it.")
+    def committed(self) -> bool:
+        return self.node.locked
+
+    @strawberry.field(description="DVID's name for committed: the version is locked.")
+    def locked(self) -> bool:
+        return self.node.locked
+
+    @strawberry.field(description="When the version was created (RFC 3339).")
+    def created(self) -> str:
+        return self.node.created
+
+    @strawberry.field(description="When the version last changed (RFC 3339).")
+    def updated(self) -> str:
+        return self.node.updated
+
+    @strawberry.field(description="Parent versions; a merge has several, first parent first.")
+    def parents(self) -> list[Version]:
+        return [Version(doc=self.doc, node=self.doc.nodes[v]) for v in self.node.parents]
+
+    @strawberry.field(description="Child versions, oldest first.")
+    def children(self) -> list[Version]:
+        return [Version(doc=self.doc, node=self.doc.nodes[v]) for v in self.node.children]
+
+    @strawberry.field(description="The repo the version belongs to.")
+    def repo(self) -> Repo:
+        return Repo(doc=self.doc)
+
+    @strawberry.field(description="Read a keyvalue instance as this version sees it.")
+    def keyvalue(
+        self,
+        info: Info[Context, None],
+        instance: Annotated[str, arg("Name of a keyvalue data instance.")],
+    ) -> KeyValueInstance | None:
+        return KeyValueInstance(
+            handle=kv_resolvers.open_instance(info.context, self.node.uuid, instance))
+
+
+@strawberry.type(description="A named line of versions; its head is the newest version.")
+class Branch:
+    doc: strawberry.Private[dag.Repo]
+    stored: strawberry.Private[str]
+
+    @strawberry.field(description="Branch name; 'master' for the master branch.")
+    def name(self) -> str:
+        return branch_name(self.stored)
+
+    @strawberry.field(description="The branch's newest version (its leaf).")
+    def head(self) -> Version:
+        return Version(doc=self.doc, node=self.doc.nodes[self.doc.branch_leaves[self.stored]])
+
+    @strawberry.field(description="Versions from the head back to the repo root; at a merge "
+                                  "the other parents are listed too.")
+    def versions(self) -> list[Version]:
+        by_uuid = {node.uuid: node for node in self.doc.nodes.values()}
+        return [Version(doc=self.doc, node=by_uuid[u])
+                for u in self.doc.branch_versions(self.stored)]
+
+
+@strawberry.type(description="A tag on a data instance.")
+class Tag:
+    key: str = strawberry.field(description="Tag name.")
+    value: str = strawberry.field(description="Tag value.")
+
+
+@strawberry.type(description="A data instance of a repo: named data of one datatype.")
+class DataInstance:
+    doc: strawberry.Private[dag.Repo]
+    model: strawberry.Private[dag.Instance]
+
+    @strawberry.field(description="Instance name, unique in its repo.")
+    def name(self) -> str:
+        return self.model.name
+
+    @strawberry.field(description="Datatype name, e.g. 'keyvalue'.")
+    def type_name(self) -> str:
+        return self.model.type_name
+
+    @strawberry.field(description="UUID identifying the instance's data.")
+    def data_uuid(self) -> str:
+        return self.model.data_uuid
+
+    @strawberry.field(description="False when the instance keeps one copy for all versions.")
+    def versioned(self) -> bool:
+        return self.model.versioned
+
+    @strawberry.field(description="How values are compressed at rest ('none', 'lz4'...).")
+    def compression(self) -> str:
+        return self.model.compression
+
+    @strawberry.field(description="Tags given when the instance was created.")
+    def tags(self) -> list[Tag]:
+        return [Tag(key=k, value=v) for k, v in sorted(self.model.tags.items())]
+
+    @strawberry.field(description="When the instance was created (RFC 3339).")
+    def created(self) -> str:
+        return self.model.created
+
+    @strawberry.field(description="DVID's info document for the instance ({Base, Extended}).")
+    def info(self, info: Info[Context, None]) -> JSON:
+        return instance_resolvers.instance_info(info.context, self.doc, self.model)
+
+
+@strawberry.type(description="A repo: a DAG of versions and the data instances they share.")
+class Repo:
+    doc: strawberry.Private[dag.Repo]
+
+    @strawberry.field(description="UUID of the root version, which identifies the repo.")
+    def uuid(self) -> str:
+        return self.doc.root
+
+    @strawberry.field(description="The root version.")
+    def root(self) -> Version:
+        return Version(doc=self.doc, node=self.doc.nodes[self.doc.root_version])
+
+    @strawberry.field(description="Short name of the repo.")
+    def alias(self) -> str:
+        return self.doc.alias
+
+    @strawberry.field(description="Description of the repo.")
+    def description(self) -> str:
+        return self.doc.description
+
+    @strawberry.field(description="Repo log entries, oldest first, each 'timestamp  message'.")
+    def log(self) -> list[str]:
+        return list(self.doc.log)
+
+    @strawberry.field(description="When the repo was created (RFC 3339).")
+    def created(self) -> str:
+        return self.doc.created
+
+    @strawberry.field(description="When the repo last changed (RFC 3339).")
+    def updated(self) -> str:
+        return self.doc.updated
+
+    @strawberry.field(description="All versions, in creation order.")
+    def versions(self) -> list[Version]:
+        return [Version(doc=self.doc, node=self.doc.nodes[v]) for v in sorted(self.doc.nodes)]
+
+    @strawberry.field(description="A version of this repo by reference: a UUID or prefix, "
+                                  "'uuid:branch', 'uuid:branch~N' or ':branch'.")
+    def version(
+        self,
+        info: Info[Context, None],
+        ref: Annotated[str, arg("The version reference.")],
+    ) -> Version | None:
+        return Version(doc=self.doc, node=repo_resolvers.version_in(info.context, self.doc, ref))
+
+    @strawberry.field(description="Data instances, by name.")
+    def instances(self) -> list[DataInstance]:
+        return [DataInstance(doc=self.doc, model=self.doc.instances[name])
+                for name in sorted(self.doc.instances)]
+
+    @strawberry.field(description="One data instance by name.")
+    def instance(
+        self,
+        info: Info[Context, None],
+        name: Annotated[str, arg("Instance name.")],
+    ) -> DataInstance | None:
+        return DataInstance(
+            doc=self.doc, model=instance_resolvers.instance(info.context, self.doc, name))
+
+    @strawberry.field(description="Branches, master first.")
+    def branches(self) -> list[Branch]:
+        names = sorted(self.doc.branch_leaves, key=lambda n: (n != dag.MASTER, n))
+        return [Branch(doc=self.doc, stored=name) for name in names]
+
+    @strawberry.field(description="Id of the repo's latest mutation (each change of data or "
+                                  "versions gets the next id).")
+    async def mutation_id(self, info: Info[Context, None]) -> UInt64:
+        return UInt64(await repo_resolvers.mutation_id(info.context, self.doc))
+
+
+# ----- keyvalue ----------------------------------------------------------------------------
+
+
+@strawberry.type(description="A key and its value (null when the key is absent).")
+class KeyValueEntry:
+    key: str = strawberry.field(description="The key.")
+    value: Base64 | None = strawberry.field(description="The value, or null if absent.")
+
+
+@strawberry.type(description="A keyvalue instance as one version sees it.")
+class KeyValueInstance:
+    handle: strawberry.Private[DataHandle]
+
+    @strawberry.field(description="Instance name.")
+    def name(self) -> str:
+        return self.handle.instance.name
+
+    @strawberry.field(description="UUID of the version being read.")
+    def version(self) -> str:
+        return self.handle.node.uuid
+
+    @strawberry.field(description="The value of a key, or null if the key is absent.")
+    async def value(self, key: Annotated[str, arg("The key.")]) -> Base64 | None:
+        found = await kv_resolvers.value(self.handle, key)
+        return None if found is None else Base64(found)
+
+    @strawberry.field(description="The value of a key as UTF-8 text, or null if absent; "
+                                  "an error (BAD_REQUEST) if the value is not UTF-8.")
+    async def text(self, key: Annotated[str, arg("The key.")]) -> str | None:
+        return await kv_resolvers.text(self.handle, key)
+
+    @strawberry.field(description="Keys in sorted order, within the inclusive range "
+                                  "[first, last] when given.")
+    async def keys(
+        self,
+        first: Annotated[str | None, arg("Lowest key to list (inclusive).")] = None,
+        last: Annotated[str | None, arg("Highest key to list (inclusive).")] = None,
+    ) -> list[str]:
+        return await kv_resolvers.keys(self.handle, first, last)
+
+    @strawberry.field(description="Values of several keys in one read, in the order given.")
+    async def entries(
+        self, keys: Annotated[list[str], arg("The keys to read.")]
+    ) -> list[KeyValueEntry]:
+        pairs = await kv_resolvers.entries(self.handle, keys)
+        return [KeyValueEntry(key=k, value=None if v is None else Base64(v)) for k, v in pairs]
+
+
+@strawberry.type(description="The outcome of a key write or delete.")
+class KeyMutationResult:
+    mutation_id: UInt64 = strawberry.field(description="Id of the mutation in the repo's log.")
+    instance: str = strawberry.field(description="Instance written.")
+    key: str = strawberry.field(description="Key written.")
+
+
+# ----- merges ------------------------------------------------------------------------------
+
+
+@strawberry.enum(description="What a merge does with keys the parents changed differently.")
+class MergeResolution(Enum):
+    REFUSE = strawberry.enum_value(
+        "REFUSE", description="Refuse the merge and report the conflicts; nothing changes.")
+    PARENT_PRIORITY = strawberry.enum_value(
+        "PARENT_PRIORITY",
+        description="Take the first listed parent's value for every conflicting key.")
+
+
+@strawberry.type(description="A key the merge parents changed differently.")
+class MergeConflictEntry:
+    instance: str = strawberry.field(description="Data instance of the key.")
+    key: str = strawberry.field(description="The key, in readable form.")
+
+
+@strawberry.type(description="The outcome of a merge: a new version, or the conflicts that "
+                             "refused it.")
+class MergeResult:
+    merged: bool = strawberry.field(description="True when the merge version was created.")
+    child: Version | None = strawberry.field(
+        description="The merge version, child of all parents; null when refused.")
+    conflicts: list[MergeConflictEntry] = strawberry.field(
+        description="Conflicting keys: resolved ones with PARENT_PRIORITY, refusing ones with "
+                    "REFUSE.")
+
+    @classmethod
+    def build(cls, doc: dag.Repo, result: ServiceMergeResult) -> MergeResult:
+        child = None if result.child is None else Version(doc=doc,
+                                                          node=doc.nodes[result.child.version_id])
+        return cls(merged=child is not None, child=child,
+                   conflicts=[MergeConflictEntry(instance=c["instance"], key=c["key"])
+                              for c in result.conflicts])
