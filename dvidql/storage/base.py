@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
+from dvidql.errors import BadRequest
+
 __all__ = [
     "BlobStore",
     "ByteRange",
@@ -71,6 +73,7 @@ class MetaStore(abc.ABC):
 
     supports_snapshots: bool = True
     supports_concurrent_writers: bool = False
+    max_key_bytes: int | None = None  # longest key the medium stores (None: no limit)
 
     @abc.abstractmethod
     async def get(self, key: bytes) -> bytes | None: ...
@@ -143,6 +146,7 @@ class Engine(abc.ABC):
     """
 
     slow_apply: bool = False
+    max_key_bytes: int | None = None
 
     @abc.abstractmethod
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
@@ -164,6 +168,16 @@ class Engine(abc.ABC):
         """Release the medium."""
 
 
+def _get_many(engine: Engine, keys: Sequence[bytes]) -> list[bytes | None]:
+    """Keys the medium cannot hold (empty, or longer than its limit) are simply absent."""
+    limit = engine.max_key_bytes
+    if limit is None or all(0 < len(k) <= limit for k in keys):
+        return engine.get_many(keys)
+    storable = [k for k in keys if 0 < len(k) <= limit]
+    found = dict(zip(storable, engine.get_many(storable), strict=True))
+    return [found.get(k) for k in keys]
+
+
 class _BufferedTxn(Txn):
     """Writes buffered in memory and applied at once; reads merge the buffer over the engine."""
 
@@ -174,7 +188,7 @@ class _BufferedTxn(Txn):
     async def get(self, key: bytes) -> bytes | None:
         if key in self.writes:
             return self.writes[key]
-        return self._engine.get_many([key])[0]
+        return _get_many(self._engine, [key])[0]
 
     async def scan(
         self, start: bytes, end: bytes, *, reverse: bool = False, limit: int | None = None
@@ -190,6 +204,10 @@ class _BufferedTxn(Txn):
         return pairs if limit is None else pairs[:limit]
 
     def put(self, key: bytes, value: bytes) -> None:
+        limit = self._engine.max_key_bytes
+        if limit is not None and len(key) > limit:
+            raise BadRequest(f"a stored key may be at most {limit} bytes; this one has "
+                             f"{len(key)} (use a shorter key)")
         self.writes[key] = bytes(value)
 
     def delete(self, key: bytes) -> None:
@@ -205,13 +223,14 @@ class EngineMetaStore(MetaStore):
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.max_key_bytes = engine.max_key_bytes
         self._write_lock = asyncio.Lock()
 
     async def get(self, key: bytes) -> bytes | None:
-        return self.engine.get_many([key])[0]
+        return _get_many(self.engine, [key])[0]
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        return self.engine.get_many(keys)
+        return _get_many(self.engine, keys)
 
     async def scan(
         self, start: bytes, end: bytes, *, reverse: bool = False, limit: int | None = None

@@ -18,6 +18,7 @@ import struct
 __all__ = [
     "CHANGE",
     "DATA",
+    "DATA_KEY_OVERHEAD",
     "META",
     "MUTATION",
     "change_key",
@@ -35,6 +36,8 @@ META = b"\x00"
 DATA = b"\x01"
 CHANGE = b"\x02"
 MUTATION = b"\x03"
+
+DATA_KEY_OVERHEAD = 10  # space byte, instance id, version id, and a tkey terminator if any
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")

@@ -29,6 +29,7 @@ class LmdbEngine(Engine):
     def __init__(self, env: lmdb.Environment, db: object) -> None:
         self.env = env
         self.db = db
+        self.max_key_bytes = env.max_key_size()
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         with self.env.begin(db=self.db) as txn:
@@ -45,7 +46,7 @@ class LmdbEngine(Engine):
         with self.env.begin(db=self.db) as txn:
             cursor = txn.cursor()
             for start, end in ranges:
-                out.append(_scan_one(cursor, start, end, reverse, limit))
+                out.append(_scan_one(cursor, start, end, reverse, limit, self.max_key_bytes))
         return out
 
     def apply(self, writes: dict[bytes, bytes | None]) -> None:
@@ -58,21 +59,27 @@ class LmdbEngine(Engine):
 
 
 def _scan_one(
-    cursor: lmdb.Cursor, start: bytes, end: bytes, reverse: bool, limit: int | None
+    cursor: lmdb.Cursor, start: bytes, end: bytes, reverse: bool, limit: int | None,
+    max_key: int,
 ) -> list[tuple[bytes, bytes]]:
+    """Pairs in [start, end); bounds longer than LMDB's key limit are cut to it for seeking
+    (a cut bound sorts no later than the bound) and enforced by comparison."""
     pairs: list[tuple[bytes, bytes]] = []
     if start >= end:
         return pairs
     if not reverse:
-        if not cursor.set_range(start):
+        if not (cursor.set_range(start[:max_key]) if start else cursor.first()):
             return pairs
         for key, value in cursor:
             if key >= end or (limit is not None and len(pairs) >= limit):
                 break
-            pairs.append((key, value))
+            if key >= start:
+                pairs.append((key, value))
         return pairs
     # reverse: position on the last key < end
-    positioned = cursor.set_range(end)
+    positioned = cursor.set_range(end[:max_key])
+    while positioned and cursor.key() < end:
+        positioned = cursor.next()
     ok = cursor.prev() if positioned else cursor.last()
     while ok:
         key = cursor.key()

@@ -18,7 +18,7 @@ class MemoryEngine(Engine):
         self._keys: list[bytes] = []
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        return [self._data.get(k) for k in keys]
+        return [self._data.get(k) for k in keys]  # no key limit: every key is storable
 
     def scan_ranges(
         self,

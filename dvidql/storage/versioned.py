@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequen
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from dvidql.errors import KeyConflict, Unavailable
+from dvidql.errors import BadRequest, KeyConflict, Unavailable
 from dvidql.storage import keys as K
 from dvidql.storage.base import BlobStore, MetaStore, Txn
 
@@ -176,7 +176,7 @@ class VersionedKV:
         async for key, raw in self.meta.scan(start, end):
             tkey, version = K.split_data_key(key)
             if tkey != group_key:
-                if group_key is not None and (hi is None or group_key <= hi):
+                if group_key is not None and group_key >= lo and (hi is None or group_key <= hi):
                     found = resolve(group, lineage)
                     if found is not None:
                         pending.append((group_key, found))
@@ -185,7 +185,7 @@ class VersionedKV:
                                 yield item
                 group_key, group = tkey, []
             group.append((version, raw))
-        if group_key is not None and (hi is None or group_key <= hi):
+        if group_key is not None and group_key >= lo and (hi is None or group_key <= hi):
             found = resolve(group, lineage)
             if found is not None:
                 pending.append((group_key, found))
@@ -237,6 +237,10 @@ class VersionedKV:
         *,
         versioned: bool = True,
     ) -> None:
+        limit = self.meta.max_key_bytes
+        if limit is not None and len(K.data_key(instance, tkey, version)) > limit:
+            raise BadRequest(f"key too long for this store: it allows keys of at most "
+                             f"{limit - K.DATA_KEY_OVERHEAD} bytes")
         txn.put(K.data_key(instance, tkey, version), raw)
         if versioned:
             txn.put(K.change_key(version, instance, tkey), b"")

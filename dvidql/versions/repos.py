@@ -390,6 +390,7 @@ class RepoManager:
         Keys the parents changed differently are conflicts. With ``priority_for`` (instance
         names), conflicts in those instances take the first parent's value at the child;
         any other conflict refuses the merge and nothing is written."""
+        repo = self.repos[repo.repo_id]  # the caller's copy may predate recent changes
         if len(parents) < 2:
             raise BadRequest("a merge needs at least two parent versions")
         if len({p.version_id for p in parents}) != len(parents):

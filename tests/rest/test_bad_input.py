@@ -138,4 +138,7 @@ def test_bad_keys(client: httpx.Client, root: str) -> None:
                  "BAD_REQUEST", "NUL")
     assert_error(client.post(f"/api/node/{root}/kv/key/" + "k" * 5000, content=b"x"), 400,
                  "BAD_REQUEST")
+    assert_error(client.post(f"/api/node/{root}/kv/key/" + "k" * 600, content=b"x"), 400,
+                 "BAD_REQUEST", "at most")  # the embedded store's key limit
+    assert client.get(f"/api/node/{root}/kv/key/" + "k" * 600).status_code == 404
     assert_error(client.post(f"/api/node/{root}/kv/keyvalues", json={}), 400, "BAD_REQUEST")
