@@ -21,6 +21,7 @@ import orjson
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
+from dvidql.codec.jsonbody import decode_json
 from dvidql.errors import BadRequest
 
 __all__ = [
@@ -113,12 +114,7 @@ def decode_keys(data: bytes) -> list[KeyRequest]:
 
 def parse_json_keys(data: bytes) -> list[KeyRequest]:
     """A JSON list of keys, each a string or ``{"key", "byte_start", "byte_end"}``."""
-    try:
-        parsed = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(parsed, list):
-        raise BadRequest("body must be a JSON list of keys")
+    parsed = decode_json(data, list, "a JSON list of keys")
     out = []
     for item in parsed:
         if isinstance(item, str):

@@ -11,6 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dvidql.codec.jsonbody import decode_json
 from dvidql.errors import BadRequest, PayloadTooLarge
 from dvidql.service import Caller, Service
 
@@ -92,13 +93,7 @@ async def json_body(request: Request, *, required: bool = False) -> dict[str, An
         if required:
             raise BadRequest("this request needs a JSON object body")
         return {}
-    try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(parsed, dict):
-        raise BadRequest("request body must be a JSON object")
-    return parsed
+    return decode_json(raw, dict, "a JSON object")
 
 
 def json_response(data: Any, status: int = 200) -> Response:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dvidql.codec import keyvalues as formats
+from dvidql.codec.jsonbody import decode_json
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.keyvalue import ops
 from dvidql.errors import BadRequest, RangeNotSatisfiable
@@ -138,12 +139,7 @@ def _batch_read(request: Request) -> bool:
 
 async def _ingest(request: Request, h: DataHandle, body: bytes) -> Response:
     if request.headers.get("content-type", "").startswith("application/json"):
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"body is not valid JSON: {exc}") from exc
-        if not isinstance(parsed, dict):
-            raise BadRequest('a JSON keyvalues body must be an object {"key": value, ...}')
+        parsed = decode_json(body, dict, 'a JSON object {"key": value, ...}')
         pairs = [(k, orjson.dumps(v)) for k, v in parsed.items()]
     else:
         pairs = formats.decode_key_values(body)
