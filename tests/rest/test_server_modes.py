@@ -113,3 +113,17 @@ def test_config_file(make_server, tmp_path) -> None:  # type: ignore[no-untyped-
         info = http.get("/api/server/info").json()
         assert info["Note"] == "from toml" and info["Mode"] == "readonly"
         assert info["TOML location"].endswith("dvidql.toml")
+
+
+def test_branch_ref_without_uuid_on_one_repo_server(make_server) -> None:  # type: ignore[no-untyped-def]
+    live: LiveServer = make_server()
+    with httpx.Client(base_url=live.url) as http:
+        root = new_repo(http)
+        http.post(f"/api/node/{root}/kv/key/a", content=b"root")
+        leaf = child(http, root)
+        http.post(f"/api/node/{leaf}/kv/key/a", content=b"leaf")
+        assert http.get("/api/node/:master/kv/key/a").content == b"leaf"
+        assert http.get("/api/node/:master~1/kv/key/a").content == b"root"
+        http.post("/api/repos", json={})  # a second repo makes ':master' ambiguous
+        response = http.get("/api/node/:master/kv/key/a")
+        assert response.status_code == 400 and "exactly one repo" in response.json()["error"]
