@@ -50,18 +50,19 @@ async def _build(service: Service) -> str:
         "body-1003": {"status": "traced", "type": "MBON01"},
     })
     await put(root.uuid, "settings", {"viewer": {"layout": "4panel"}})
-    await repos.commit(repo, root, note="initial agglomeration")
+    await service.commit(ADMIN, repo, root, note="initial agglomeration")
 
     repo = repos.repos[repo.repo_id]
-    v2 = await repos.new_version(repo, repo.nodes[root.version_id], note="proofreading day 1")
+    v2 = await service.new_version(ADMIN, repo, repo.nodes[root.version_id],
+                                   note="proofreading day 1")
     await put(v2.uuid, "annotations", {"body-1002": {"status": "traced", "type": "PN"}})
-    await repos.commit(repos.repos[repo.repo_id], v2, note="day 1 done")
+    await service.commit(ADMIN, repos.repos[repo.repo_id], v2, note="day 1 done")
 
     repo = repos.repos[repo.repo_id]
-    review = await repos.branch(repo, repo.nodes[root.version_id], "review",
-                                note="expert review of KC bodies")
+    review = await service.branch(ADMIN, repo, repo.nodes[root.version_id], "review",
+                                  note="expert review of KC bodies")
     await put(review.uuid, "annotations", {"body-1001": {"status": "traced", "type": "KCab"}})
-    await repos.commit(repos.repos[repo.repo_id], review, note="review done")
+    await service.commit(ADMIN, repos.repos[repo.repo_id], review, note="review done")
 
     repo = repos.repos[repo.repo_id]
     result = await service.merge(ADMIN, repo, [repo.nodes[v2.version_id],

@@ -174,6 +174,63 @@ class Service:
         ]
         return MergeResult(outcome.child, conflicts)
 
+    # ----- DAG and provenance: the write policy applied once for both faces --------------
+
+    async def commit(
+        self, caller: Caller, repo: Repo, node: Node, *, note: str | None = None,
+        log: Sequence[str] = (),
+    ) -> Node:
+        self.require_writable(caller)
+        return await self.repos.commit(repo, node, note=note, log=log)
+
+    async def new_version(
+        self, caller: Caller, repo: Repo, node: Node, *, note: str = "", uuid: str | None = None
+    ) -> Node:
+        self.require_writable(caller)
+        return await self.repos.new_version(repo, node, note=note, uuid=uuid,
+                                            bypass=self.bypass_lock(caller))
+
+    async def branch(
+        self, caller: Caller, repo: Repo, node: Node, name: str, *, note: str = "",
+        uuid: str | None = None,
+    ) -> Node:
+        self.require_writable(caller)
+        return await self.repos.branch(repo, node, name, note=note, uuid=uuid,
+                                       bypass=self.bypass_lock(caller))
+
+    async def tag(self, caller: Caller, repo: Repo, node: Node, tag: str, *,
+                  note: str = "") -> Node:
+        self.require_writable(caller)
+        return await self.repos.tag(repo, node, tag, note=note, bypass=self.bypass_lock(caller))
+
+    async def set_note(self, caller: Caller, repo: Repo, node: Node, note: str) -> None:
+        self.require_writable(caller)
+        await self.repos.set_note(repo, node, note, bypass=self.bypass_lock(caller))
+
+    async def append_node_log(
+        self, caller: Caller, repo: Repo, node: Node, messages: Sequence[str]
+    ) -> None:
+        self.require_writable(caller)
+        await self.repos.append_node_log(repo, node, messages, bypass=self.bypass_lock(caller))
+
+    async def set_repo_info(
+        self, caller: Caller, repo: Repo, *, alias: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        self.require_writable(caller)
+        await self.repos.set_repo_info(repo, alias=alias, description=description)
+
+    async def append_repo_log(self, caller: Caller, repo: Repo, messages: Sequence[str]) -> None:
+        self.require_writable(caller)
+        await self.repos.append_repo_log(repo, messages)
+
+    async def set_instance_tags(
+        self, caller: Caller, repo: Repo, name: str, tags: dict[str, str], *,
+        replace: bool = False,
+    ) -> dict[str, str]:
+        self.require_writable(caller)
+        return await self.repos.set_instance_tags(repo, name, tags, replace=replace)
+
     # ----- DVID JSON shapes --------------------------------------------------------------
 
     def instance_info(self, repo: Repo, instance: Instance) -> dict[str, Any]:

@@ -78,50 +78,39 @@ async def create_repo(
 
 async def commit(ctx: Context, ref: str, note: str | None, log: Sequence[str] | None
                  ) -> Located:
-    ctx.service.require_writable(ctx.caller)
     repo, node = resolve(ctx, ref)
-    node = await ctx.service.repos.commit(repo, node, note=note, log=log or ())
+    node = await ctx.service.commit(ctx.caller, repo, node, note=note, log=log or ())
     return _fresh(ctx, repo, node)
 
 
 async def new_version(ctx: Context, parent: str, note: str, uuid: str | None) -> Located:
-    ctx.service.require_writable(ctx.caller)
     repo, node = resolve(ctx, parent)
-    child = await ctx.service.repos.new_version(
-        repo, node, note=note, uuid=uuid, bypass=ctx.service.bypass_lock(ctx.caller))
+    child = await ctx.service.new_version(ctx.caller, repo, node, note=note, uuid=uuid)
     return _fresh(ctx, repo, child)
 
 
 async def branch(ctx: Context, parent: str, name: str, note: str, uuid: str | None
                  ) -> Located:
-    ctx.service.require_writable(ctx.caller)
     repo, node = resolve(ctx, parent)
-    child = await ctx.service.repos.branch(
-        repo, node, name, note=note, uuid=uuid, bypass=ctx.service.bypass_lock(ctx.caller))
+    child = await ctx.service.branch(ctx.caller, repo, node, name, note=note, uuid=uuid)
     return _fresh(ctx, repo, child)
 
 
 async def tag(ctx: Context, ref: str, name: str, note: str) -> Located:
-    ctx.service.require_writable(ctx.caller)
     repo, node = resolve(ctx, ref)
-    child = await ctx.service.repos.tag(
-        repo, node, name, note=note, bypass=ctx.service.bypass_lock(ctx.caller))
+    child = await ctx.service.tag(ctx.caller, repo, node, name, note=note)
     return _fresh(ctx, repo, child)
 
 
 async def set_note(ctx: Context, ref: str, note: str) -> Located:
-    ctx.service.require_writable(ctx.caller)
     repo, node = resolve(ctx, ref)
-    await ctx.service.repos.set_note(repo, node, note,
-                                     bypass=ctx.service.bypass_lock(ctx.caller))
+    await ctx.service.set_note(ctx.caller, repo, node, note)
     return _fresh(ctx, repo, node)
 
 
 async def append_log(ctx: Context, ref: str, messages: Sequence[str]) -> Located:
-    ctx.service.require_writable(ctx.caller)
     repo, node = resolve(ctx, ref)
-    await ctx.service.repos.append_node_log(repo, node, messages,
-                                            bypass=ctx.service.bypass_lock(ctx.caller))
+    await ctx.service.append_node_log(ctx.caller, repo, node, messages)
     return _fresh(ctx, repo, node)
 
 

@@ -38,8 +38,8 @@ async def _tags(request: Request, h: DataHandle) -> Response:
     if not all(isinstance(v, str) for v in body.values()):
         raise BadRequest('tags must be a JSON object of strings: {"tag1": "value", ...}')
     replace = request.query_params.get("replace") == "true"
-    tags = await service(request).repos.set_instance_tags(h.repo, h.instance.name, body,
-                                                         replace=replace)
+    tags = await service(request).set_instance_tags(caller(request), h.repo, h.instance.name,
+                                                    body, replace=replace)
     return json_response(tags)
 
 

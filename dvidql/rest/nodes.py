@@ -27,9 +27,7 @@ def _target(request: Request) -> tuple[Service, Repo, Node]:
 async def _write_target(request: Request) -> tuple[Service, Repo, Node, dict[str, Any], Caller]:
     svc, repo, node = _target(request)
     body = await json_body(request)
-    who = caller(request)
-    svc.require_writable(who)
-    return svc, repo, node, body, who
+    return svc, repo, node, body, caller(request)
 
 
 def _optional_uuid(body: dict[str, Any]) -> str | None:
@@ -46,7 +44,7 @@ async def note(request: Request) -> Response:
     svc, repo, node, body, who = await _write_target(request)
     if "note" not in body:
         raise BadRequest('POST note needs {"note": "..."}')
-    await svc.repos.set_note(repo, node, text_field(body, "note"), bypass=svc.bypass_lock(who))
+    await svc.set_note(who, repo, node, text_field(body, "note"))
     return json_response({"note": text_field(body, "note")})
 
 
@@ -58,7 +56,7 @@ async def log(request: Request) -> Response:
     messages = string_list(body, "log")
     if not messages:
         raise BadRequest('POST log needs {"log": ["message", ...]}')
-    await svc.repos.append_node_log(repo, node, messages, bypass=svc.bypass_lock(who))
+    await svc.append_node_log(who, repo, node, messages)
     return json_response({"log": svc.repos.repos[repo.repo_id].nodes[node.version_id].log})
 
 
@@ -70,31 +68,30 @@ async def status(request: Request) -> Response:
 async def commit(request: Request) -> Response:
     if request.method == "GET":
         return await status(request)
-    svc, repo, node, body, _ = await _write_target(request)
+    svc, repo, node, body, who = await _write_target(request)
     note_text = text_field(body, "note") if "note" in body else None
-    await svc.repos.commit(repo, node, note=note_text, log=string_list(body, "log"))
+    await svc.commit(who, repo, node, note=note_text, log=string_list(body, "log"))
     return json_response({"committed": node.uuid})
 
 
 async def newversion(request: Request) -> Response:
     svc, repo, node, body, who = await _write_target(request)
-    child = await svc.repos.new_version(repo, node, note=text_field(body, "note"),
-                                        uuid=_optional_uuid(body), bypass=svc.bypass_lock(who))
+    child = await svc.new_version(who, repo, node, note=text_field(body, "note"),
+                                  uuid=_optional_uuid(body))
     return json_response({"child": child.uuid})
 
 
 async def branch(request: Request) -> Response:
     svc, repo, node, body, who = await _write_target(request)
-    child = await svc.repos.branch(repo, node, text_field(body, "branch"),
-                                   note=text_field(body, "note"), uuid=_optional_uuid(body),
-                                   bypass=svc.bypass_lock(who))
+    child = await svc.branch(who, repo, node, text_field(body, "branch"),
+                             note=text_field(body, "note"), uuid=_optional_uuid(body))
     return json_response({"child": child.uuid})
 
 
 async def tag(request: Request) -> Response:
     svc, repo, node, body, who = await _write_target(request)
-    child = await svc.repos.tag(repo, node, text_field(body, "tag"),
-                                note=text_field(body, "note"), bypass=svc.bypass_lock(who))
+    child = await svc.tag(who, repo, node, text_field(body, "tag"),
+                          note=text_field(body, "note"))
     return json_response({"child": child.uuid})
 
 

@@ -46,10 +46,9 @@ async def set_repo_info(request: Request) -> Response:
     svc = service(request)
     repo = svc.repos.repo_of(request.path_params["uuid"])
     body = await json_body(request, required=True)
-    svc.require_writable(caller(request))
     alias = text_field(body, "alias") if "alias" in body else None
     description = text_field(body, "description") if "description" in body else None
-    await svc.repos.set_repo_info(repo, alias=alias, description=description)
+    await svc.set_repo_info(caller(request), repo, alias=alias, description=description)
     return json_response({"result": f"updated repo {repo.root}"})
 
 
@@ -68,8 +67,7 @@ async def repo_log(request: Request) -> Response:
     if request.method == "GET":
         return json_response({"log": repo.log})
     body = await json_body(request, required=True)
-    svc.require_writable(caller(request))
-    await svc.repos.append_repo_log(repo, string_list(body, "log"))
+    await svc.append_repo_log(caller(request), repo, string_list(body, "log"))
     return json_response({"log": svc.repos.repos[repo.repo_id].log})
 
 
