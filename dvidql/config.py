@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(None, description="enables privileged calls when given")
     note: str = ""
     max_body_bytes: int = Field(512 * 1024 * 1024, gt=0)
+    max_request_bytes: int = Field(
+        1024 * 1024 * 1024, gt=0, description="largest voxel response or write (413 beyond)")
+    max_throttled_ops: int = Field(1, gt=0, description="concurrent throttle=true requests")
     inline_value_bytes: int = Field(64 * 1024, gt=0, description="larger values go to blobs")
     log_level: str = "info"
     access_log: bool = False

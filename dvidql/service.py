@@ -11,7 +11,8 @@ import os
 import platform
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,8 +20,9 @@ from typing import Any
 from dvidql import __version__
 from dvidql.config import Mode, Settings
 from dvidql.datatypes.base import DataHandle
+from dvidql.datatypes.imageblk import pyramid
 from dvidql.datatypes.registry import DATATYPES, get_datatype
-from dvidql.errors import BadRequest, Forbidden, Locked, ReadOnly
+from dvidql.errors import BadRequest, Forbidden, Locked, ReadOnly, Unavailable
 from dvidql.ids import new_uuid
 from dvidql.storage.base import BlobStore, MetaStore
 from dvidql.storage.lmdb import open_embedded
@@ -31,9 +33,6 @@ from dvidql.versions.repos import RESERVED_NAMES, RepoManager
 __all__ = ["Caller", "MergeResult", "Service"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
-_COMPRESSION_NAMES = {"none": "No compression", "lz4": "LZ4 compression",
-                      "gzip": "gzip compression", "snappy": "Snappy compression",
-                      "jpeg": "JPEG compression"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +54,7 @@ class Service:
         self.kv = VersionedKV(meta, blobs, inline_limit=settings.inline_value_bytes)
         self.repos = RepoManager(meta, self.kv)
         self.started = time.time()
+        self._throttled = 0
 
     @classmethod
     async def open(cls, settings: Settings) -> Service:
@@ -100,7 +100,8 @@ class Service:
             self.require_writable(caller)
         version, lineage = self.repos.data_version(repo, node, instance)
         return DataHandle(self.kv, self.repos, repo, node, instance, version, lineage,
-                          bypass_lock=self.bypass_lock(caller))
+                          bypass_lock=self.bypass_lock(caller),
+                          max_request_bytes=self.settings.max_request_bytes)
 
     # ----- repos and instances -----------------------------------------------------------
 
@@ -137,15 +138,13 @@ class Service:
                 f"(not starting with a symbol), and none of {', '.join(sorted(RESERVED_NAMES))}"
             )
         versioned = settings.pop("versioned", "true").lower() not in ("false", "0", "no")
-        compression = settings.pop("compression", datatype.default_compression).lower()
-        if compression not in datatype.compressions:
-            raise BadRequest(f"{type_name} instances support Compression "
-                             f"{', '.join(sorted(datatype.compressions))}, not {compression!r}")
+        compression = datatype.parse_compression(
+            settings.pop("compression", datatype.default_compression))
         checksum = settings.pop("checksum", "none").lower()
         if checksum != "none":
             raise BadRequest(f"Checksum {checksum!r} is not supported; use 'none'")
         tags = _parse_tags(settings.pop("tags", ""))
-        type_settings = datatype.parse_settings(settings)
+        type_settings = datatype.parse_settings(settings, compression=compression)
 
         def make(instance_id: int) -> Instance:
             return Instance(name=name, type_name=type_name, data_uuid=new_uuid(),
@@ -231,11 +230,48 @@ class Service:
         self.require_writable(caller)
         return await self.repos.set_instance_tags(repo, name, tags, replace=replace)
 
+    async def set_instance_settings(
+        self, caller: Caller, repo: Repo, name: str, updates: dict[str, Any]
+    ) -> dict[str, Any]:
+        self.require_writable(caller)
+        return await self.repos.set_instance_settings(repo, name, updates)
+
+    async def build_pyramid(
+        self, caller: Caller, h: DataHandle, *, levels: int | None = None
+    ) -> dict[str, Any]:
+        """Build or update a grayscale instance's lower-resolution levels at its version."""
+        self.require_writable(caller)
+
+        async def handle_for(name: str, settings: dict[str, str]) -> DataHandle:
+            repo = self.repos.repos[h.repo.repo_id]
+            if name not in repo.instances:
+                await self.create_instance(caller, repo, h.node, settings)
+                repo = self.repos.repos[h.repo.repo_id]
+            return self.handle_at(repo, h.node, repo.instances[name], caller, write=True)
+
+        return await pyramid.build(h, levels, handle_for)
+
+    @asynccontextmanager
+    async def throttle(self, enabled: bool) -> AsyncIterator[None]:
+        """DVID's ``throttle=true``: at most ``max_throttled_ops`` such requests at once;
+        others get 503 at once rather than queueing."""
+        if not enabled:
+            yield
+            return
+        if self._throttled >= self.settings.max_throttled_ops:
+            raise Unavailable("the server is busy with other throttled requests; retry later")
+        self._throttled += 1
+        try:
+            yield
+        finally:
+            self._throttled -= 1
+
     # ----- DVID JSON shapes --------------------------------------------------------------
 
-    def instance_info(self, repo: Repo, instance: Instance) -> dict[str, Any]:
+    async def instance_info(self, repo: Repo, instance: Instance) -> dict[str, Any]:
         datatype = get_datatype(instance.type_name)
-        return {
+        state = await datatype.info_state(self.kv, repo, instance)
+        info = {
             "Base": {
                 "TypeName": instance.type_name,
                 "TypeURL": datatype.type_url,
@@ -243,8 +279,7 @@ class Service:
                 "DataUUID": instance.data_uuid,
                 "Name": instance.name,
                 "RepoUUID": repo.root,
-                "Compression": _COMPRESSION_NAMES.get(instance.compression,
-                                                      instance.compression),
+                "Compression": datatype.describe_compression(instance.compression),
                 "Checksum": "No checksum",
                 "Syncs": [],
                 "Versioned": instance.versioned,
@@ -252,8 +287,11 @@ class Service:
                 "LogStore": "embedded LMDB",
                 "Tags": instance.tags,
             },
-            "Extended": datatype.extended(instance),
+            "Extended": datatype.extended(instance, state),
         }
+        if state is not None and "MinPoint" in state:
+            info["Extents"] = state
+        return info
 
     async def repo_info(self, repo: Repo) -> dict[str, Any]:
         mutation_id = await self.repos.mutation_id(repo)
@@ -264,7 +302,8 @@ class Service:
             "Log": repo.log,
             "Properties": repo.properties,
             "DataInstances": {
-                name: self.instance_info(repo, inst) for name, inst in repo.instances.items()
+                name: await self.instance_info(repo, inst)
+                for name, inst in repo.instances.items()
             },
             "DAG": {
                 "Root": repo.root,

@@ -22,6 +22,9 @@ from dvidql.versions.repos import RepoManager
 
 __all__ = ["DataHandle", "Datatype"]
 
+_COMPRESSION_NAMES = {"none": "No compression", "lz4": "LZ4 compression",
+                      "gzip": "gzip compression", "snappy": "Snappy compression"}
+
 class Datatype(abc.ABC):
     """A kind of data instance (keyvalue, uint8blk, labelmap...)."""
 
@@ -31,7 +34,20 @@ class Datatype(abc.ABC):
     default_compression: str = "none"
     compressions: frozenset[str] = frozenset({"none"})  # what the type can store
 
-    def parse_settings(self, settings: Mapping[str, str]) -> dict[str, Any]:
+    def parse_compression(self, text: str) -> str:
+        """The canonical form of a ``Compression`` setting, refused if the type cannot store
+        it."""
+        name = text.strip().lower()
+        if name not in self.compressions:
+            raise BadRequest(f"{self.type_name} instances support Compression "
+                             f"{', '.join(sorted(self.compressions))}, not {text!r}")
+        return name
+
+    def describe_compression(self, compression: str) -> str:
+        """The info JSON's ``Base.Compression`` text."""
+        return _COMPRESSION_NAMES.get(compression, compression)
+
+    def parse_settings(self, settings: Mapping[str, str], *, compression: str) -> dict[str, Any]:
         """Validate type-specific creation settings (keys already lowercased); the default
         type takes none and rejects unknown ones."""
         if settings:
@@ -40,7 +56,11 @@ class Datatype(abc.ABC):
             )
         return {}
 
-    def extended(self, instance: Instance) -> dict[str, Any]:
+    async def info_state(self, kv: VersionedKV, repo: Repo, instance: Instance) -> Any:
+        """Stored state the info JSON shows (extents, for voxel types); None by default."""
+        return None
+
+    def extended(self, instance: Instance, state: Any = None) -> dict[str, Any]:
         """The ``Extended`` object of the instance's info JSON."""
         return {}
 
@@ -61,6 +81,7 @@ class DataHandle:
     version: int  # where writes land (the root for unversioned instances)
     lineage: Lineage  # what reads see
     bypass_lock: bool = False  # admin or full-write mode
+    max_request_bytes: int = 0  # the largest voxel request served (0: no limit)
 
     @property
     def instance_id(self) -> int:

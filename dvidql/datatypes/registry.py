@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dvidql.datatypes.base import Datatype
+from dvidql.datatypes.imageblk import Uint8BlkType
 from dvidql.datatypes.keyvalue import KeyValueType
 from dvidql.errors import NotFound
 
 __all__ = ["DATATYPES", "get_datatype"]
 
-DATATYPES: dict[str, Datatype] = {t.type_name: t for t in (KeyValueType(),)}
+DATATYPES: dict[str, Datatype] = {t.type_name: t for t in (KeyValueType(), Uint8BlkType())}
 
 
 def get_datatype(name: str) -> Datatype:

@@ -34,8 +34,8 @@ async def create_instance(
     return ctx.service.repos.repos[repo.repo_id], instance
 
 
-def instance_info(ctx: Context, repo: Repo, instance: Instance) -> dict[str, Any]:
-    return ctx.service.instance_info(repo, instance)
+async def instance_info(ctx: Context, repo: Repo, instance: Instance) -> dict[str, Any]:
+    return await ctx.service.instance_info(repo, instance)
 
 
 def instance(ctx: Context, repo: Repo, name: str) -> Instance:

@@ -14,7 +14,7 @@ from starlette.routing import Route, compile_path
 
 from dvidql.datatypes.base import DataHandle
 from dvidql.errors import BadRequest, NotFound
-from dvidql.rest import keyvalue
+from dvidql.rest import imageblk, keyvalue
 from dvidql.rest.common import TypeRoute, caller, json_body, json_response, service
 from dvidql.rest.server import help_text
 
@@ -24,7 +24,7 @@ _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]
 
 
 async def _info(request: Request, h: DataHandle) -> Response:
-    return json_response(service(request).instance_info(h.repo, h.instance))
+    return json_response(await service(request).instance_info(h.repo, h.instance))
 
 
 async def _help(request: Request, h: DataHandle) -> Response:
@@ -49,7 +49,8 @@ COMMON_ROUTES = [
     TypeRoute("/tags", frozenset({"GET", "POST"}), _tags, "instance tags (JSON object)"),
 ]
 
-TYPE_ROUTES: dict[str, list[TypeRoute]] = {"keyvalue": keyvalue.routes}
+TYPE_ROUTES: dict[str, list[TypeRoute]] = {"keyvalue": keyvalue.routes,
+                                             "uint8blk": imageblk.routes}
 
 _Compiled = tuple[TypeRoute, re.Pattern[str], dict[str, Convertor[Any]]]
 

@@ -213,8 +213,8 @@ class DataInstance:
         return self.model.created
 
     @strawberry.field(description="DVID's info document for the instance ({Base, Extended}).")
-    def info(self, info: Info[Context, None]) -> JSON:
-        return instance_resolvers.instance_info(info.context, self.doc, self.model)
+    async def info(self, info: Info[Context, None]) -> JSON:
+        return await instance_resolvers.instance_info(info.context, self.doc, self.model)
 
 
 @strawberry.type(description="A repo: a DAG of versions and the data instances they share.")

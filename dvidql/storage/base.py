@@ -111,6 +111,16 @@ class BlobStore(abc.ABC):
     async def put(self, data: bytes) -> str:
         """Store ``data`` (idempotent) and return its content reference."""
 
+    async def put_many(self, datas: Sequence[bytes]) -> list[str]:
+        """Store many values; order kept. A bounded gather by default; backends batch."""
+        sem = asyncio.Semaphore(32)
+
+        async def one(data: bytes) -> str:
+            async with sem:
+                return await self.put(data)
+
+        return list(await asyncio.gather(*(one(d) for d in datas)))
+
     @abc.abstractmethod
     async def get(self, ref: str, byte_range: ByteRange | None = None) -> bytes | None: ...
 

@@ -96,15 +96,19 @@ class LmdbBlobStore(BlobStore):
         self.db = db
 
     async def put(self, data: bytes) -> str:
-        ref = content_ref(data)
-        key = ref.encode()
+        return (await self.put_many([data]))[0]
+
+    async def put_many(self, datas: Sequence[bytes]) -> list[str]:
+        """One write transaction (and one thread hop) for the whole batch."""
+        refs = [content_ref(d) for d in datas]
 
         def write() -> None:
             with self.env.begin(db=self.db, write=True) as txn:
-                txn.put(key, data, overwrite=False)
+                for ref, data in zip(refs, datas, strict=True):
+                    txn.put(ref.encode(), data, overwrite=False)
 
         await asyncio.to_thread(write)
-        return ref
+        return refs
 
     async def get(self, ref: str, byte_range: ByteRange | None = None) -> bytes | None:
         with self.env.begin(db=self.db, buffers=True) as txn:

@@ -210,10 +210,16 @@ class VersionedKV:
 
     async def encode(self, value: bytes) -> bytes:
         """The tagged entry for a value, writing it to the blob store first when large."""
-        if len(value) <= self.inline_limit:
-            return bytes([_INLINE]) + value
-        ref = await self.blobs.put(value)
-        return bytes([_BLOB]) + ref.encode()
+        return (await self.encode_many([value]))[0]
+
+    async def encode_many(self, values: Sequence[bytes], *, blob: bool = False) -> list[bytes]:
+        """Tagged entries for many values with one batch of blob writes; ``blob`` sends every
+        value to the blob store (voxel blocks, which belong in object storage)."""
+        large = [i for i, v in enumerate(values) if blob or len(v) > self.inline_limit]
+        refs = iter(await self.blobs.put_many([values[i] for i in large]) if large else [])
+        chosen = set(large)
+        return [bytes([_BLOB]) + next(refs).encode() if i in chosen else bytes([_INLINE]) + v
+                for i, v in enumerate(values)]
 
     async def put(
         self,

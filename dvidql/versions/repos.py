@@ -251,6 +251,19 @@ class RepoManager:
 
         return await self._mutate(repo.repo_id, change)
 
+    async def set_instance_settings(
+        self, repo: Repo, name: str, updates: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Change type settings of an instance (already validated by its datatype)."""
+
+        async def change(r: Repo, txn: Txn) -> dict[str, Any]:
+            instance = self.instance(r, name)
+            instance.settings = {**instance.settings, **updates}
+            r.log.append(stamp(f"changed {', '.join(sorted(updates))} of {name!r}"))
+            return instance.settings
+
+        return await self._mutate(repo.repo_id, change)
+
     # ----- nodes -------------------------------------------------------------------------
 
     async def set_note(self, repo: Repo, node: Node, note: str, *, bypass: bool = False) -> None:

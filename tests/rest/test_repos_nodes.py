@@ -14,10 +14,12 @@ def test_server_info_types_help(client: httpx.Client) -> None:
     for field in ("Cores", "Storage backend", "Server uptime", "Mode"):
         assert field in info
     assert client.get("/api/server/types").json() == {
-        "keyvalue": "github.com/janelia-flyem/dvid/datatype/keyvalue"}
+        "keyvalue": "github.com/janelia-flyem/dvid/datatype/keyvalue",
+        "uint8blk": "github.com/janelia-flyem/dvid/datatype/imageblk/uint8blk"}
     index = client.get("/api/help")
     assert index.status_code == 200 and "/api/repos" in index.text
     assert "keyrangevalues" in client.get("/api/help/keyvalue").text
+    assert "subvolblocks" in client.get("/api/help/uint8blk").text
     assert client.get("/api/help/nosuchtype").status_code == 404
 
 

@@ -1,0 +1,163 @@
+"""uint8blk: 8-bit grayscale stored in fixed-size blocks, as DVID's imageblk family.
+
+Settings (case-insensitive): ``BlockSize`` (default 32,32,32), ``VoxelSize`` (8,8,8),
+``VoxelUnits`` (nanometers), ``Background`` (0), ``ScaleLevel`` (0; pyramid levels are separate
+instances ``name_1``, ``name_2``... by DVID's convention) and ``Compression``: ``lz4`` (the
+default), ``gzip``, ``none`` or ``jpeg[:quality]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dvidql.codec.imageblock import BlockCodec
+from dvidql.datatypes.base import Datatype
+from dvidql.datatypes.imageblk.keys import (
+    BLOCK,
+    DIRTY,
+    EXTENTS,
+    decode_extents,
+    decode_izyx,
+    extents_key,
+)
+from dvidql.datatypes.voxels import Point
+from dvidql.errors import BadRequest
+from dvidql.storage.versioned import VersionedKV
+from dvidql.versions.dag import Instance, Repo
+
+__all__ = ["Layout", "Uint8BlkType", "layout"]
+
+MAX_BLOCK = 512
+JPEG_MAX_ROWS = 65535  # a JPEG image is at most 65535 pixels high (y·z rows)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """An instance's voxel geometry, parsed once from its stored settings."""
+
+    block: Point
+    voxel_size: tuple[float, float, float]
+    voxel_units: tuple[str, str, str]
+    background: int
+    scale_level: int
+    codec: BlockCodec
+
+    @property
+    def block_shape(self) -> tuple[int, int, int]:
+        return self.block[2], self.block[1], self.block[0]
+
+    @property
+    def block_voxels(self) -> int:
+        return self.block[0] * self.block[1] * self.block[2]
+
+
+def layout(instance: Instance) -> Layout:
+    s = instance.settings
+    return Layout(tuple(s["BlockSize"]), tuple(s["VoxelSize"]), tuple(s["VoxelUnits"]),  # type: ignore[arg-type]
+                  s["Background"], s["ScaleLevel"], BlockCodec.parse(instance.compression))
+
+
+def _triple(text: str, what: str, convert: type) -> list[Any]:
+    parts = [p for p in text.replace("_", ",").split(",") if p.strip()]
+    if len(parts) == 1:
+        parts = parts * 3
+    if len(parts) != 3:
+        raise BadRequest(f"{what} needs one or three comma-separated values, not {text!r}")
+    try:
+        return [convert(p.strip()) for p in parts]
+    except ValueError:
+        raise BadRequest(f"{what} {text!r} must hold numbers") from None
+
+
+def _block_size(text: str) -> list[int]:
+    sizes = _triple(text, "BlockSize", int)
+    if not all(1 <= b <= MAX_BLOCK for b in sizes):
+        raise BadRequest(f"BlockSize values must be from 1 to {MAX_BLOCK}, not {text!r}")
+    return sizes
+
+
+def _voxel_size(text: str) -> list[float]:
+    sizes = _triple(text, "VoxelSize", float)
+    if not all(math.isfinite(v) and v > 0 for v in sizes):
+        raise BadRequest(f"VoxelSize values must be positive, not {text!r}")
+    return sizes
+
+
+def _small_int(text: str, what: str, high: int) -> int:
+    if not text.strip().isdigit() or int(text) > high:
+        raise BadRequest(f"{what} must be an integer from 0 to {high}, not {text!r}")
+    return int(text)
+
+
+class Uint8BlkType(Datatype):
+    type_name = "uint8blk"
+    type_url = "github.com/janelia-flyem/dvid/datatype/imageblk/uint8blk"
+    type_version = "0.2"
+    default_compression = "lz4"
+
+    def parse_compression(self, text: str) -> str:
+        return str(BlockCodec.parse(text))
+
+    def parse_settings(self, settings: Mapping[str, str], *, compression: str) -> dict[str, Any]:
+        known = {"blocksize", "voxelsize", "voxelunits", "background", "scalelevel"}
+        unknown = set(settings) - known
+        if "gridstore" in unknown:
+            raise BadRequest("GridStore (serving an external precomputed volume) is not "
+                             "supported; ingest the volume with 'dvidql ingest' instead")
+        if unknown:
+            raise BadRequest(f"unknown setting(s) for uint8blk: {', '.join(sorted(unknown))}; "
+                             "use BlockSize, VoxelSize, VoxelUnits, Background, Compression")
+        block = _block_size(settings.get("blocksize", "32"))
+        units = _triple(settings.get("voxelunits", "nanometers"), "VoxelUnits", str)
+        parsed = {
+            "BlockSize": block,
+            "VoxelSize": _voxel_size(settings.get("voxelsize", "8")),
+            "VoxelUnits": units,
+            "Background": _small_int(settings.get("background", "0"), "Background", 255),
+            "ScaleLevel": _small_int(settings.get("scalelevel", "0"), "ScaleLevel", 30),
+        }
+        if compression.startswith("jpeg") and block[1] * block[2] > JPEG_MAX_ROWS:
+            raise BadRequest(f"a JPEG block is an image {block[0]} wide and Y·Z = "
+                             f"{block[1] * block[2]} rows high, over JPEG's {JPEG_MAX_ROWS}; "
+                             "use smaller blocks or another compression")
+        return parsed
+
+    async def info_state(
+        self, kv: VersionedKV, repo: Repo, instance: Instance
+    ) -> dict[str, list[int]] | None:
+        return decode_extents(await kv.meta.get(extents_key(repo, instance)))
+
+    def extended(self, instance: Instance, state: Any = None) -> dict[str, Any]:
+        """DVID's Extended info; ``state`` is the stored extents record (None when empty)."""
+        lay = layout(instance)
+        lo = hi = lo_index = hi_index = None
+        if state is not None:
+            lo, hi = state["MinPoint"], state["MaxPoint"]
+            lo_index = [v // b for v, b in zip(lo, lay.block, strict=True)]
+            hi_index = [v // b for v, b in zip(hi, lay.block, strict=True)]
+        return {
+            "Values": [{"DataType": "uint8", "Label": "uint8"}],
+            "Interpolable": True,
+            "BlockSize": list(lay.block),
+            "VoxelSize": list(lay.voxel_size),
+            "VoxelUnits": list(lay.voxel_units),
+            "MinPoint": lo,
+            "MaxPoint": hi,
+            "MinIndex": lo_index,
+            "MaxIndex": hi_index,
+            "Background": lay.background,
+            "GridStore": "",
+            "ScaleLevel": lay.scale_level,
+        }
+
+    def describe_compression(self, compression: str) -> str:
+        return BlockCodec.parse(compression).describe()
+
+    def describe_key(self, tkey: bytes) -> str:
+        if tkey == EXTENTS:
+            return "extents"
+        kind = {BLOCK: "block", DIRTY: "pyramid marker"}.get(tkey[0], "key")
+        return f"{kind} {'_'.join(map(str, decode_izyx(tkey[1:13])))}"

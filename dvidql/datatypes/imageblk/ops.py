@@ -1,0 +1,245 @@
+"""uint8blk operations: the one implementation behind REST, GraphQL, ingest and pyramids.
+
+Blocks are encoded and decoded on a small thread pool (the codecs release the GIL), a batch
+of blocks per thread hop, and go to the blob store in one batch before the metadata
+transaction that points at them, so a failed write leaves at most unreferenced blobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+
+from dvidql.codec.imageblock import decode_block, encode_block
+from dvidql.datatypes.base import DataHandle
+from dvidql.datatypes.imageblk import Layout, layout
+from dvidql.datatypes.imageblk.keys import (
+    DIRTY,
+    block_tkey,
+    decode_extents,
+    decode_izyx,
+    dirty_tkey,
+    encode_extents,
+    extents_key,
+)
+from dvidql.datatypes.voxels import Box, Point, block_coords, new_volume, paste, split_blocks
+from dvidql.errors import BadRequest, PayloadTooLarge
+from dvidql.storage.base import Txn
+
+__all__ = [
+    "check_request_size",
+    "decode_stored",
+    "read_box",
+    "read_stored",
+    "set_extents",
+    "stored_coords",
+    "write_blocks",
+    "write_box",
+]
+
+T = TypeVar("T")
+_WORKERS = max(2, os.cpu_count() or 2)
+_POOL = ThreadPoolExecutor(_WORKERS, thread_name_prefix="voxels")
+_INLINE_WORK = 2  # blocks handled on the event loop without a thread hop
+_MARK = b"\x01"  # an inline, empty value: the dirty marker's presence is the information
+
+
+async def in_parallel(items: Sequence[T], work: Callable[[Sequence[T]], list[Any]]) -> list[Any]:
+    """``work`` over contiguous parts of ``items`` on the pool; results in order."""
+    if len(items) <= _INLINE_WORK:
+        return work(items)
+    step = -(-len(items) // _WORKERS)
+    loop = asyncio.get_running_loop()
+    parts = await asyncio.gather(*(loop.run_in_executor(_POOL, work, items[i:i + step])
+                                   for i in range(0, len(items), step)))
+    return [result for part in parts for result in part]
+
+
+def check_request_size(h: DataHandle, nbytes: int, what: str = "this request") -> None:
+    if h.max_request_bytes and nbytes > h.max_request_bytes:
+        raise PayloadTooLarge(f"{what} covers {nbytes} bytes of voxels, over this server's "
+                              f"{h.max_request_bytes}-byte limit; ask for smaller boxes")
+
+
+# ----- reads -----------------------------------------------------------------------------
+
+async def read_stored(h: DataHandle, coords: Sequence[Point]) -> list[bytes | None]:
+    """Stored blocks (None where absent) at the handle's version, in one batch."""
+    return await h.kv.get_many(h.instance_id, [block_tkey(c) for c in coords], h.lineage)
+
+
+async def decode_stored(h: DataHandle, stored: Sequence[bytes | None]) -> list[np.ndarray | None]:
+    shape = layout(h.instance).block_shape
+
+    def work(part: Sequence[bytes | None]) -> list[np.ndarray | None]:
+        return [None if s is None else decode_block(s, shape) for s in part]
+
+    return await in_parallel(stored, work)
+
+
+async def read_box(h: DataHandle, box: Box) -> np.ndarray:
+    """The box's (z, y, x) voxels; background where nothing was written."""
+    lay = layout(h.instance)
+    check_request_size(h, box.voxels)
+    lo, hi = box.block_span(lay.block)
+    coords = block_coords(lo, hi)
+    stored = await read_stored(h, [tuple(c) for c in coords])
+    out = new_volume(box, all(s is not None for s in stored), lay.background)
+    jobs = [(c, s) for c, s in zip(coords, stored, strict=True) if s is not None]
+
+    def work(part: Sequence[tuple[np.ndarray, bytes]]) -> list[None]:
+        for coord, raw in part:
+            paste(out, box, lay.block, coord, decode_block(raw, lay.block_shape))
+        return []
+
+    await in_parallel(jobs, work)
+    return out
+
+
+async def stored_coords(h: DataHandle, box: Box) -> list[Point]:
+    """Coordinates of the blocks stored at this version within the box's block span."""
+    lay = layout(h.instance)
+    lo, hi = box.block_span(lay.block)
+    found: list[Point] = []
+    for z in range(lo[2], hi[2] + 1):
+        for y in range(lo[1], hi[1] + 1):
+            first, last = block_tkey((lo[0], y, z)), block_tkey((hi[0], y, z))
+            async for tkey, _ in h.kv.scan(h.instance_id, h.lineage, first, last,
+                                           keys_only=True):
+                found.append(decode_izyx(tkey[1:]))
+    return found
+
+
+# ----- writes ----------------------------------------------------------------------------
+
+async def write_box(h: DataHandle, box: Box, volume: np.ndarray) -> int:
+    """Store a block-aligned (z, y, x) volume; returns the mutation id."""
+    lay = layout(h.instance)
+    box.require_aligned(lay.block)
+    check_request_size(h, box.voxels)
+    if volume.shape != box.shape:
+        raise BadRequest(f"voxel data has shape {volume.shape}, expected {box.shape} (z, y, x)")
+    return await write_blocks(h, list(split_blocks(volume, box, lay.block)))
+
+
+async def write_blocks(
+    h: DataHandle,
+    blocks: Sequence[tuple[Point, np.ndarray]],
+    *,
+    also: Callable[[Txn], None] | None = None,
+) -> int:
+    """Store whole (z, y, x) blocks in one transaction (all or nothing); marks them for the
+    next pyramid level and grows the extents. ``also`` adds writes to the same transaction."""
+    if not blocks:
+        raise BadRequest("no blocks to write")
+    lay = layout(h.instance)
+    for coord, voxels in blocks:
+        if voxels.shape != lay.block_shape:
+            raise BadRequest(f"block {coord} has shape {voxels.shape}, expected "
+                             f"{lay.block_shape} (z, y, x)")
+
+    def work(part: Sequence[tuple[Point, np.ndarray]]) -> list[bytes]:
+        return [encode_block(voxels, lay.codec) for _, voxels in part]
+
+    entries = await h.kv.encode_many(await in_parallel(blocks, work), blob=True)
+    versioned = h.instance.versioned
+    coords = [coord for coord, _ in blocks]
+    async with h.writing() as txn:
+        for coord, raw in zip(coords, entries, strict=True):
+            h.kv.put_raw(txn, h.instance_id, block_tkey(coord), h.version, raw,
+                         versioned=versioned)
+            h.kv.put_raw(txn, h.instance_id, dirty_tkey(coord), h.version, _MARK,
+                         versioned=versioned)
+        await _grow_extents(h, txn, lay, coords)
+        if also is not None:
+            also(txn)
+        lo = [min(c[i] for c in coords) for i in range(3)]
+        hi = [max(c[i] for c in coords) for i in range(3)]
+        return await h.log(txn, {"Action": "post-blocks", "Blocks": len(coords),
+                                 "MinBlock": lo, "MaxBlock": hi})
+
+
+# ----- extents (instance-wide, grown by writes, settable) --------------------------------
+
+async def _grow_extents(h: DataHandle, txn: Txn, lay: Layout, coords: Sequence[Point]) -> None:
+    key = extents_key(h.repo, h.instance)
+    current = decode_extents(await txn.get(key))
+    lo = [min(c[i] for c in coords) * lay.block[i] for i in range(3)]
+    hi = [(max(c[i] for c in coords) + 1) * lay.block[i] - 1 for i in range(3)]
+    if current is not None:
+        lo = [min(a, b) for a, b in zip(lo, current["MinPoint"], strict=True)]
+        hi = [max(a, b) for a, b in zip(hi, current["MaxPoint"], strict=True)]
+        if lo == current["MinPoint"] and hi == current["MaxPoint"]:
+            return
+    txn.put(key, encode_extents(lo, hi))
+
+
+async def set_extents(h: DataHandle, lo: Sequence[int], hi: Sequence[int]) -> int:
+    """Replace the extents (DVID's POST /extents, for stores filled from elsewhere)."""
+    if any(a > b for a, b in zip(lo, hi, strict=True)):
+        raise BadRequest(f"MinPoint {list(lo)} must not exceed MaxPoint {list(hi)}")
+    async with h.writing() as txn:
+        txn.put(extents_key(h.repo, h.instance), encode_extents(lo, hi))
+        return await h.log(txn, {"Action": "set-extents", "MinPoint": list(lo),
+                                 "MaxPoint": list(hi)})
+
+
+# ----- pyramid levels --------------------------------------------------------------------
+
+async def dirty_coords(h: DataHandle) -> list[Point]:
+    """Blocks changed at this version (or its ancestors) since the next level was built."""
+    lo, hi = bytes([DIRTY]), bytes([DIRTY]) + b"\xff" * 12
+    return [decode_izyx(tkey[1:]) async for tkey, _ in
+            h.kv.scan(h.instance_id, h.lineage, lo, hi, keys_only=True)]
+
+
+def halve(children: np.ndarray) -> np.ndarray:
+    """2x2x2 mean of a (2z, 2y, 2x) uint8 array, rounding halves up."""
+    z, y, x = (n // 2 for n in children.shape)
+    sums = children.reshape(z, 2, y, 2, x, 2).sum(axis=(1, 3, 5), dtype=np.uint16)
+    return ((sums + 4) // 8).astype(np.uint8)
+
+
+async def downres(src: DataHandle, dst: DataHandle, *, batch: int = 64) -> int:
+    """Recompute the ``dst`` blocks (one scale down) over every block of ``src`` marked as
+    changed, then clear those marks in the same transaction; returns blocks written."""
+    src_lay, dst_lay = layout(src.instance), layout(dst.instance)
+    if src_lay.block != dst_lay.block:
+        raise BadRequest("pyramid levels must share one block size")
+    changed = await dirty_coords(src)
+    parents = sorted({(x // 2, y // 2, z // 2) for x, y, z in changed},
+                     key=lambda c: (c[2], c[1], c[0]))
+    by_parent: dict[Point, list[Point]] = {}
+    for c in changed:
+        by_parent.setdefault((c[0] // 2, c[1] // 2, c[2] // 2), []).append(c)
+    bx, by, bz = src_lay.block
+    written = 0
+    for start in range(0, len(parents), batch):
+        group = parents[start:start + batch]
+        children = [(2 * px + i, 2 * py + j, 2 * pz + k)
+                    for px, py, pz in group for k in (0, 1) for j in (0, 1) for i in (0, 1)]
+        voxels = await decode_stored(src, await read_stored(src, children))
+        blocks: list[tuple[Point, np.ndarray]] = []
+        for n, parent in enumerate(group):
+            full = np.full((2 * bz, 2 * by, 2 * bx), src_lay.background, np.uint8)
+            for m in range(8):
+                child = voxels[8 * n + m]
+                if child is not None:
+                    i, j, k = m & 1, (m >> 1) & 1, m >> 2
+                    full[k * bz:(k + 1) * bz, j * by:(j + 1) * by, i * bx:(i + 1) * bx] = child
+            blocks.append((parent, halve(full)))
+        marks = [c for p in group for c in by_parent[p]]
+
+        def clear(txn: Txn, marks: list[Point] = marks) -> None:
+            for coord in marks:
+                src.kv.delete(txn, src.instance_id, dirty_tkey(coord), src.version,
+                              versioned=src.instance.versioned)
+
+        await write_blocks(dst, blocks, also=clear)
+        written += len(blocks)
+    return written
