@@ -1,4 +1,5 @@
-"""The demo repo: a few versions and branches, a merge and keyvalue data to explore.
+"""The demo repo: a few versions and branches, a merge, keyvalue data and a synthetic EM
+grayscale volume with its pyramid, to explore with any client or neuroglancer.
 
 Later datatypes add their demo data here."""
 
@@ -7,12 +8,17 @@ from __future__ import annotations
 import orjson
 
 from dvidql.config import Settings
+from dvidql.datatypes.imageblk import ops as gray_ops
 from dvidql.datatypes.keyvalue import ops as kv_ops
+from dvidql.datatypes.voxels import Box
 from dvidql.service import Caller, Service
+from dvidql.synthetic import em_volume
 
-__all__ = ["DEMO_ALIAS", "populate"]
+__all__ = ["DEMO_ALIAS", "GRAYSCALE", "VOLUME_SIZE", "populate"]
 
 DEMO_ALIAS = "demo"
+GRAYSCALE = "grayscale"
+VOLUME_SIZE = 256
 ADMIN = Caller(admin=True)
 
 
@@ -50,6 +56,7 @@ async def _build(service: Service) -> str:
         "body-1003": {"status": "traced", "type": "MBON01"},
     })
     await put(root.uuid, "settings", {"viewer": {"layout": "4panel"}})
+    await _grayscale(service, repo.root)
     await service.commit(ADMIN, repo, root, note="initial agglomeration")
 
     repo = repos.repos[repo.repo_id]
@@ -72,3 +79,16 @@ async def _build(service: Service) -> str:
         raise RuntimeError(f"demo merge unexpectedly conflicted: {result.conflicts}")
     await put(result.child.uuid, "annotations", {"body-1004": {"status": "new"}})
     return repo.root
+
+
+async def _grayscale(service: Service, root: str) -> None:
+    """Synthetic tissue at the root version, JPEG in 64^3 blocks as neuroglancer reads it,
+    with its pyramid levels."""
+    repo, node = service.repos.resolve(root)
+    await service.create_instance(ADMIN, repo, node, {
+        "typename": "uint8blk", "dataname": GRAYSCALE, "BlockSize": "64,64,64",
+        "VoxelSize": "8,8,8", "Compression": "jpeg:90"})
+    gray, _ = em_volume(VOLUME_SIZE)
+    handle = service.handle(root, GRAYSCALE, ADMIN, write=True)
+    await gray_ops.write_box(handle, Box((0, 0, 0), gray.shape[::-1]), gray)
+    await service.build_pyramid(ADMIN, service.handle(root, GRAYSCALE, ADMIN, write=True))
