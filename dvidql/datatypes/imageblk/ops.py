@@ -138,6 +138,9 @@ async def write_blocks(
     if not blocks:
         raise BadRequest("no blocks to write")
     lay = layout(h.instance)
+    for corner in ([min(c[i] for c, _ in blocks) for i in range(3)],  # voxels within int32
+                   [max(c[i] for c, _ in blocks) for i in range(3)]):
+        Box(tuple(c * b for c, b in zip(corner, lay.block, strict=True)), lay.block)  # type: ignore[arg-type]
     for coord, voxels in blocks:
         if voxels.shape != lay.block_shape:
             raise BadRequest(f"block {coord} has shape {voxels.shape}, expected "
