@@ -10,6 +10,7 @@ import strawberry
 from strawberry.types import Info
 
 from dvidql.datatypes.base import DataHandle
+from dvidql.resolvers import grayscale as gray_resolvers
 from dvidql.resolvers import instances as instance_resolvers
 from dvidql.resolvers import keyvalue as kv_resolvers
 from dvidql.resolvers import repos as repo_resolvers
@@ -23,12 +24,16 @@ __all__ = [
     "Branch",
     "DataInstance",
     "DatatypeInfo",
+    "Extents",
+    "Grayscale",
+    "GrayscaleScale",
     "KeyMutationResult",
     "KeyValueEntry",
     "KeyValueInstance",
     "MergeConflictEntry",
     "MergeResolution",
     "MergeResult",
+    "Plane",
     "Repo",
     "ServerInfo",
     "Tag",
@@ -150,6 +155,17 @@ class Version:
     ) -> KeyValueInstance | None:
         return KeyValueInstance(
             handle=kv_resolvers.open_instance(info.context, self.node.uuid, instance))
+
+
+    @strawberry.field(description="Read a grayscale (uint8blk) instance as this version sees "
+                                  "it.")
+    def grayscale(
+        self,
+        info: Info[Context, None],
+        instance: Annotated[str, arg("Name of a uint8blk data instance (scale 0).")],
+    ) -> Grayscale:
+        return Grayscale(
+            handle=gray_resolvers.open_instance(info.context, self.node.uuid, instance))
 
 
 @strawberry.type(description="A named line of versions; its head is the newest version.")
@@ -285,6 +301,122 @@ class Repo:
                                   "versions gets the next id).")
     async def mutation_id(self, info: Info[Context, None]) -> UInt64:
         return UInt64(await repo_resolvers.mutation_id(info.context, self.doc))
+
+
+# ----- grayscale -----------------------------------------------------------------------------
+
+
+@strawberry.enum(description="An orthogonal plane: its columns run along the first axis "
+                             "named, its rows along the second.")
+class Plane(Enum):
+    XY = strawberry.enum_value("XY", description="Columns along x, rows along y.")
+    XZ = strawberry.enum_value("XZ", description="Columns along x, rows along z.")
+    YZ = strawberry.enum_value("YZ", description="Columns along y, rows along z.")
+
+
+@strawberry.type(description="A box of voxels by its first and last voxel (inclusive).")
+class Extents:
+    min_point: list[int] = strawberry.field(description="First voxel [x, y, z].")
+    max_point: list[int] = strawberry.field(description="Last voxel [x, y, z], inclusive.")
+
+
+@strawberry.type(description="One resolution of a grayscale pyramid.")
+class GrayscaleScale:
+    level: int = strawberry.field(description="0 is full resolution; each level halves it.")
+    name: str = strawberry.field(description="The uint8blk instance holding this level.")
+    voxel_size: list[float] = strawberry.field(description="Voxel size [x, y, z] at this "
+                                                           "level.")
+    extents: Extents | None = strawberry.field(description="Voxels written at this level, in "
+                                                           "this level's coordinates.")
+
+
+PlaneArg = Annotated[Plane, arg("Which plane: XY, XZ or YZ.")]
+Offset = Annotated[list[int], arg("First voxel [x, y, z] (in the scale's coordinates).")]
+Size2D3D = Annotated[list[int], arg("Voxels along each axis: [x, y, z] for a box; [columns, "
+                                    "rows] for a plane.")]
+ScaleArg = Annotated[int, arg("Pyramid level: 0 is full resolution.")]
+FormatArg = Annotated[str, arg("Image format: png, or jpg with an optional quality (jpg:90).")]
+
+
+@strawberry.type(description="A grayscale (uint8blk) volume as one version sees it. Small "
+                             "boxes and slices come back inline (base64); larger ones are "
+                             "read from the REST URLs these fields return.")
+class Grayscale:
+    handle: strawberry.Private[DataHandle]
+
+    @strawberry.field(description="Instance name.")
+    def name(self) -> str:
+        return self.handle.instance.name
+
+    @strawberry.field(description="UUID of the version being read.")
+    def version(self) -> str:
+        return self.handle.node.uuid
+
+    @strawberry.field(description="Block size [x, y, z] in voxels.")
+    def block_size(self) -> list[int]:
+        return gray_resolvers.geometry_of(self.handle)["block_size"]  # type: ignore[return-value]
+
+    @strawberry.field(description="Voxel size [x, y, z] in voxel units.")
+    def voxel_size(self) -> list[float]:
+        return gray_resolvers.geometry_of(self.handle)["voxel_size"]  # type: ignore[return-value]
+
+    @strawberry.field(description="Units of the voxel size, per axis.")
+    def voxel_units(self) -> list[str]:
+        return gray_resolvers.geometry_of(self.handle)["voxel_units"]  # type: ignore[return-value]
+
+    @strawberry.field(description="Value of voxels never written.")
+    def background(self) -> int:
+        return self.handle.instance.settings["Background"]  # type: ignore[no-any-return]
+
+    @strawberry.field(description="How blocks are stored: lz4, gzip, none or jpeg:<quality>.")
+    def compression(self) -> str:
+        return gray_resolvers.geometry_of(self.handle)["compression"]  # type: ignore[return-value]
+
+    @strawberry.field(description="Voxels written so far (all versions), or null if none.")
+    async def extents(self, info: Info[Context, None]) -> Extents | None:
+        return await _extents(info.context, self.handle)
+
+    @strawberry.field(description="Level 0 and the pyramid levels present (name_1, name_2...).")
+    async def scales(self, info: Info[Context, None]) -> list[GrayscaleScale]:
+        out = []
+        for scale in gray_resolvers.scales(info.context, self.handle):
+            out.append(GrayscaleScale(
+                level=scale.level, name=scale.handle.instance.name,
+                voxel_size=gray_resolvers.geometry_of(scale.handle)["voxel_size"],  # type: ignore[arg-type]
+                extents=await _extents(info.context, scale.handle)))
+        return out
+
+    @strawberry.field(description="REST URL returning a box as packed uint8 voxels (x "
+                                  "fastest, then y, then z).")
+    def subvolume_url(self, info: Info[Context, None], offset: Offset, size: Size2D3D,
+                      scale: ScaleArg = 0) -> str:
+        return gray_resolvers.url(info.context, self.handle, scale, None, offset, size, None)
+
+    @strawberry.field(description="REST URL returning a plane as an image.")
+    def slice_url(self, info: Info[Context, None], plane: PlaneArg, offset: Offset,
+                  size: Size2D3D, scale: ScaleArg = 0, format: FormatArg = "png") -> str:
+        return gray_resolvers.url(info.context, self.handle, scale, plane.value, offset, size,
+                                  format)
+
+    @strawberry.field(description="A small box as packed uint8 voxels (x fastest); boxes over "
+                                  "4 Mi voxels are refused with the REST URL to use.")
+    async def subvolume(self, info: Info[Context, None], offset: Offset, size: Size2D3D,
+                        scale: ScaleArg = 0) -> Base64:
+        return Base64(await gray_resolvers.read_subvolume(info.context, self.handle, scale,
+                                                          offset, size))
+
+    @strawberry.field(description="A small plane as an image file (png or jpg); planes over "
+                                  "4 Mi pixels are refused with the REST URL to use.")
+    async def slice(self, info: Info[Context, None], plane: PlaneArg, offset: Offset,
+                    size: Size2D3D, scale: ScaleArg = 0, format: FormatArg = "png") -> Base64:
+        return Base64(await gray_resolvers.read_slice(info.context, self.handle, scale,
+                                                      plane.value, offset, size, format))
+
+
+async def _extents(ctx: Context, handle: DataHandle) -> Extents | None:
+    found = gray_resolvers.extents_of(await ctx.service.instance_info(handle.repo,
+                                                                      handle.instance))
+    return None if found is None else Extents(min_point=found[0], max_point=found[1])
 
 
 # ----- keyvalue ----------------------------------------------------------------------------
