@@ -64,9 +64,10 @@ def em_volume(size: int = 256, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
     membrane = np.zeros(labels.shape, bool)
     for axis in range(3):
         edge = np.diff(labels, axis=axis) != 0
-        lead = [slice(None)] * 3
-        lead[axis] = slice(1, None)
-        membrane[tuple(lead)] |= edge
+        lead, trail = [slice(None)] * 3, [slice(None)] * 3
+        lead[axis], trail[axis] = slice(1, None), slice(None, -1)
+        membrane[tuple(lead)] |= edge  # both sides of a boundary: membranes 2 voxels thick
+        membrane[tuple(trail)] |= edge
     brightness = rng.uniform(150, 205, labels.max() + 1).astype(np.float32)
     tissue = brightness[labels]
     tissue[membrane] = 45
