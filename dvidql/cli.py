@@ -1,4 +1,5 @@
-"""Command line: ``dvidql serve`` runs the service, ``dvidql demo`` fills a store with demo data."""
+"""Command line: ``dvidql serve`` runs the service, ``dvidql demo`` fills a store with demo data,
+``dvidql ingest`` and ``dvidql pyramid`` load and downsample grayscale on a running server."""
 
 from __future__ import annotations
 
@@ -86,3 +87,85 @@ def demo(data: DataOpt = None, config: ConfigOpt = None) -> None:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from None
     typer.echo(message)
+
+
+ServerArg = Annotated[str, typer.Argument(help="the server, e.g. http://127.0.0.1:8000")]
+UuidArg = Annotated[str, typer.Argument(help="version: UUID, unique prefix or uuid:branch")]
+NameArg = Annotated[str, typer.Argument(help="uint8blk instance name")]
+
+
+@app.command()
+def ingest(
+    server: ServerArg,
+    uuid: UuidArg,
+    name: NameArg,
+    source: Annotated[str, typer.Argument(
+        help="a .npy file, a zarr array directory (v2 or v3), or PNG/TIFF slices: a "
+             "directory, one image, or a quoted glob like 'slices/*.tif'")],
+    offset: Annotated[str, typer.Option(
+        help="voxel x,y,z of the source's first voxel; a multiple of the block size")
+    ] = "0,0,0",
+    create: Annotated[bool, typer.Option(
+        "--create", help="create the uint8blk instance if it is missing")] = False,
+    block_size: Annotated[str, typer.Option(
+        help="BlockSize of a created instance: n or x,y,z")] = "64",
+    compression: Annotated[str, typer.Option(
+        help="Compression of a created instance: lz4, gzip, none, jpeg[:quality]")] = "lz4",
+    voxel_size: Annotated[str | None, typer.Option(
+        help="VoxelSize of a created instance: n or x,y,z")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="concurrent requests")] = 4,
+    batch_blocks: Annotated[int, typer.Option(
+        min=1, help="blocks per batch (one stored-blocks query, then posts of the missing)")
+    ] = 64,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="write every block, even those already stored (also for servers "
+                            "without the stored-blocks endpoint, such as DVID)")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
+) -> None:
+    """Load a grayscale volume into a uint8blk instance of a running server, in parallel batches
+    of blocks. Blocks the version already stores are skipped, so an interrupted run resumes
+    when repeated and a finished one writes nothing."""
+    from dvidql.ingest import CreateSettings, DvidClient, IngestError, open_source, parse_offset
+    from dvidql.ingest import ingest as run_ingest
+
+    settings = CreateSettings(block_size, compression, voxel_size) if create else None
+    try:
+        start = parse_offset(offset)
+        volume = open_source(source)
+        try:
+            with DvidClient(server, uuid, name, connections=workers) as client:
+                report = run_ingest(client, volume, offset=start, create=settings,
+                                    workers=workers, batch_blocks=batch_blocks,
+                                    overwrite=overwrite, show_progress=not no_progress)
+        finally:
+            volume.close()
+    except IngestError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted; run the same command again to resume (stored blocks are "
+                   "skipped)", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(f"ingested {volume.description} into {name} at {uuid}: {report.summary()}")
+
+
+@app.command()
+def pyramid(
+    server: ServerArg,
+    uuid: UuidArg,
+    name: NameArg,
+    levels: Annotated[int | None, typer.Option(
+        min=1, max=20, help="levels below full scale (default: until one block holds all)")
+    ] = None,
+) -> None:
+    """Build or update the downsampled levels <name>_1, <name>_2, ... of a uint8blk instance on
+    a running server, recomputing only blocks written since the last build."""
+    from dvidql.ingest import DvidClient, IngestError, format_pyramid
+
+    try:
+        with DvidClient(server, uuid, name) as client:
+            report = client.pyramid(levels)
+    except IngestError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    typer.echo(format_pyramid(report))
