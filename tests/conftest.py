@@ -30,6 +30,7 @@ class LiveServer:
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=_free_port)
+    output: Path | None = None  # where the server's stdout and stderr go (appended)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -40,7 +41,12 @@ class LiveServer:
         cmd = [sys.executable, "-m", "dvidql", "serve", "--data", str(self.data),
                "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
                *self.args]
-        self.process = subprocess.Popen(cmd, env={**os.environ, **self.env})
+        if self.output is None:
+            self.process = subprocess.Popen(cmd, env={**os.environ, **self.env})
+        else:
+            with self.output.open("ab") as sink:
+                self.process = subprocess.Popen(cmd, env={**os.environ, **self.env},
+                                                stdout=sink, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
