@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import lz4.block
 import numpy as np
 import simplejpeg
+from typing_extensions import Buffer
 
 from dvidql.errors import BadRequest
 
@@ -78,7 +79,7 @@ def encode_jpeg(block: np.ndarray, quality: int = DEFAULT_JPEG_QUALITY) -> bytes
     return bytes(simplejpeg.encode_jpeg(rows[:, :, None], quality=quality, colorspace="GRAY"))
 
 
-def _decode_jpeg(payload: bytes, shape: tuple[int, ...]) -> np.ndarray:
+def _decode_jpeg(payload: Buffer, shape: tuple[int, ...]) -> np.ndarray:
     image = simplejpeg.decode_jpeg(payload, colorspace="GRAY")
     if image.size != int(np.prod(shape)):
         raise ValueError(f"JPEG block holds {image.shape[:2]} pixels, expected {shape}")
@@ -100,19 +101,21 @@ def encode_block(block: np.ndarray, codec: BlockCodec) -> bytes:
     return header + bytes(raw)
 
 
-def decode_block(stored: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-    """The (z, y, x) uint8 voxels of a stored block (read-only when no copy was needed)."""
-    fmt = stored[0] >> 5
+def decode_block(stored: Buffer, shape: tuple[int, int, int]) -> np.ndarray:
+    """The (z, y, x) uint8 voxels of a stored block (read-only, and a view of ``stored``, when
+    no copy was needed)."""
+    view = memoryview(stored)
+    fmt = view[0] >> 5
     size = shape[0] * shape[1] * shape[2]
     if fmt == JPEG:
-        return _decode_jpeg(stored[1:], shape)
+        return _decode_jpeg(view[1:], shape)
     if fmt == LZ4:
-        (length,) = _LENGTH.unpack_from(stored, 1)
-        raw = lz4.block.decompress(memoryview(stored)[5:], uncompressed_size=length)
+        (length,) = _LENGTH.unpack_from(view, 1)
+        raw = lz4.block.decompress(view[5:], uncompressed_size=length)
     elif fmt == GZIP:
-        raw = zlib.decompress(memoryview(stored)[1:], 31)
+        raw = zlib.decompress(view[1:], 31)
     elif fmt == NONE:
-        raw = memoryview(stored)[1:]
+        raw = view[1:]
     else:
         raise ValueError(f"stored block has unsupported compression {fmt}")
     if len(raw) != size:

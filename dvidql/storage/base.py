@@ -10,12 +10,15 @@ from __future__ import annotations
 import abc
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
+from typing_extensions import Buffer
+
 from dvidql.errors import BadRequest
+from dvidql.parallel import in_parallel
 
 __all__ = [
     "BlobStore",
@@ -133,6 +136,23 @@ class BlobStore(abc.ABC):
                 return await self.get(ref)
 
         return list(await asyncio.gather(*(one(r) for r in refs)))
+
+    async def visit_many(self, refs: Sequence[str],
+                         visit: Callable[[int, Buffer], None]) -> list[bool]:
+        """Call ``visit(i, data)`` for each stored blob ``refs[i]`` on the worker threads, for
+        work such as decoding that needs the bytes only for the call: ``data`` may be a view
+        of the store's own memory, valid only then. Returns which refs were found. The
+        default reads everything first; embedded stores visit their memory in place."""
+        datas = await self.get_many(refs)
+        present = [(i, d) for i, d in enumerate(datas) if d is not None]
+
+        def work(part: Sequence[tuple[int, bytes]]) -> list[None]:
+            for i, data in part:
+                visit(i, data)
+            return []
+
+        await in_parallel(present, work)
+        return [d is not None for d in datas]
 
     @abc.abstractmethod
     async def exists(self, ref: str) -> bool: ...

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import lmdb
+from typing_extensions import Buffer
 
 from dvidql.errors import Unavailable
+from dvidql.parallel import in_parallel
 from dvidql.storage.base import BlobStore, ByteRange, Engine, EngineMetaStore, content_ref
 
 __all__ = ["LmdbBlobStore", "LmdbEngine", "open_embedded"]
@@ -120,6 +122,22 @@ class LmdbBlobStore(BlobStore):
     async def get_many(self, refs: Sequence[str]) -> list[bytes | None]:
         with self.env.begin(db=self.db) as txn:
             return [txn.get(r.encode()) for r in refs]
+
+    async def visit_many(self, refs: Sequence[str],
+                         visit: Callable[[int, Buffer], None]) -> list[bool]:
+        """Visits the memory-mapped values inside read transactions on the worker threads,
+        so no blob is copied before it is decoded."""
+        def work(part: Sequence[tuple[int, str]]) -> list[bool]:
+            found = []
+            with self.env.begin(db=self.db, buffers=True) as txn:
+                for i, ref in part:
+                    view = txn.get(ref.encode())
+                    if view is not None:
+                        visit(i, view)
+                    found.append(view is not None)
+            return found
+
+        return await in_parallel(list(enumerate(refs)), work)
 
     async def exists(self, ref: str) -> bool:
         with self.env.begin(db=self.db, buffers=True) as txn:

@@ -13,11 +13,14 @@ first and the entry keeps their content reference.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from typing_extensions import Buffer
+
 from dvidql.errors import BadRequest, KeyConflict, Unavailable
+from dvidql.parallel import in_parallel
 from dvidql.storage import keys as K
 from dvidql.storage.base import BlobStore, MetaStore, Txn
 
@@ -129,6 +132,31 @@ class VersionedKV:
         """The tagged entry visible at the lineage's version (None if absent)."""
         return resolve((await self._entries(instance, [tkey]))[0], lineage)
 
+    async def get_raw_many(
+        self, instance: int, tkeys: Sequence[bytes], lineage: Lineage
+    ) -> list[bytes | None]:
+        """The tagged entries visible at the lineage's version, with one metadata round trip;
+        pass the present ones to :meth:`visit` or :meth:`_materialize` for their values."""
+        return [resolve(entries, lineage) for entries in await self._entries(instance, tkeys)]
+
+    async def visit(self, raws: Sequence[bytes], visit: Callable[[int, Buffer], None]) -> None:
+        """Call ``visit(i, value)`` for the value of each tagged entry ``raws[i]`` on the worker
+        threads; the value may be a view of the store's memory, valid only during the call."""
+        inline = [i for i, raw in enumerate(raws) if raw[0] == _INLINE]
+        blobbed = [i for i, raw in enumerate(raws) if raw[0] != _INLINE]
+        found = await self.blobs.visit_many(
+            [raws[i][1:].decode() for i in blobbed], lambda j, data: visit(blobbed[j], data))
+        if not all(found):
+            ref = raws[blobbed[found.index(False)]][1:].decode()
+            raise Unavailable(f"blob {ref} referenced by metadata is missing")
+
+        def work(part: Sequence[int]) -> list[None]:
+            for i in part:
+                visit(i, memoryview(raws[i])[1:])
+            return []
+
+        await in_parallel(inline, work)
+
     async def get(self, instance: int, tkey: bytes, lineage: Lineage) -> bytes | None:
         raw = await self.get_raw(instance, tkey, lineage)
         return None if raw is None else (await self._materialize([raw]))[0]
@@ -137,7 +165,7 @@ class VersionedKV:
         self, instance: int, tkeys: Sequence[bytes], lineage: Lineage
     ) -> list[bytes | None]:
         """Values of many keys with one metadata round trip and one batch of blob reads."""
-        raws = [resolve(entries, lineage) for entries in await self._entries(instance, tkeys)]
+        raws = await self.get_raw_many(instance, tkeys, lineage)
         present = [r for r in raws if r is not None]
         values = iter(await self._materialize(present))
         return [None if r is None else next(values) for r in raws]

@@ -454,6 +454,28 @@ class BlobStoreTests(_Suite):
         want = [blobs[3], None, blobs[0], blobs[3], blobs[2], None, blobs[1], blobs[0]]
         assert await store.get_many(order) == want
 
+    async def test_visit_many_sees_each_stored_blob_once(self, store: BlobStore) -> None:
+        blobs = [b"one", b"", b"three" * 1000, random.Random(3).randbytes(MIB)]
+        refs = [await store.put(b) for b in blobs]
+        missing = content_ref(b"missing")
+        order = [refs[2], missing, refs[0], refs[3], refs[1], refs[2], missing]
+        seen: dict[int, bytes] = {}
+
+        def visit(i: int, data: object) -> None:
+            assert i not in seen
+            seen[i] = bytes(data)  # type: ignore[call-overload]
+
+        found = await store.visit_many(order, visit)
+        assert found == [True, False, True, True, True, True, False]
+        assert seen == {i: blobs[refs.index(r)] for i, r in enumerate(order) if r != missing}
+        assert await store.visit_many([], visit) == []
+
+        def fail(i: int, data: object) -> None:
+            raise _Boom
+
+        with pytest.raises(_Boom):
+            await store.visit_many(refs, fail)
+
     async def test_exists_delete_and_list(self, store: BlobStore) -> None:
         datas = {content_ref(b"blob %d" % i): b"blob %d" % i for i in range(40)}
         refs = {await store.put(data) for data in datas.values()}
@@ -807,6 +829,21 @@ class VersionedKVTests(_Suite):
         assert await w.get_many(root, "a", keys) == [b"3", big, b"1", None, big, b"1"]
         assert await w.get_many(root, "a", []) == []
         assert await w.get_many(root, "b", keys) == [None] * len(keys)
+
+    async def test_visit_inline_and_blob_entries(self, world: VersionedWorld) -> None:
+        w = world
+        root = w.root
+        values = {b"small": b"s", b"empty": b"", b"big": b"B" * (self.INLINE_LIMIT * 3),
+                  b"bigger": b"C" * (self.INLINE_LIMIT * 9)}
+        for tkey, value in values.items():
+            await w.put(root, "a", tkey, value)
+        keys = [b"bigger", b"none", b"small", b"big", b"empty", b"big"]
+        raws = await w.kv.get_raw_many(w.ids["a"], keys, w.lineage(root))
+        assert raws[1] is None
+        present = [r for r in raws if r is not None]
+        seen: dict[int, bytes] = {}
+        await w.kv.visit(present, lambda i, data: seen.__setitem__(i, bytes(data)))
+        assert seen == dict(enumerate(values[k] for k in keys if k != b"none"))
 
     async def test_merge_conflicts_are_reported_and_refused(self, world: VersionedWorld) -> None:
         w = world

@@ -7,13 +7,10 @@ transaction that points at them, so a failed write leaves at most unreferenced b
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
 
 import numpy as np
+from typing_extensions import Buffer
 
 from dvidql.codec.imageblock import decode_block, encode_block
 from dvidql.datatypes.base import DataHandle
@@ -29,6 +26,7 @@ from dvidql.datatypes.imageblk.keys import (
 )
 from dvidql.datatypes.voxels import Box, Point, block_coords, new_volume, paste, split_blocks
 from dvidql.errors import BadRequest, PayloadTooLarge
+from dvidql.parallel import in_parallel
 from dvidql.storage.base import Txn
 
 __all__ = [
@@ -42,22 +40,7 @@ __all__ = [
     "write_box",
 ]
 
-T = TypeVar("T")
-_WORKERS = max(2, os.cpu_count() or 2)
-_POOL = ThreadPoolExecutor(_WORKERS, thread_name_prefix="voxels")
-_INLINE_WORK = 2  # blocks handled on the event loop without a thread hop
 _MARK = b"\x01"  # an inline, empty value: the dirty marker's presence is the information
-
-
-async def in_parallel(items: Sequence[T], work: Callable[[Sequence[T]], list[Any]]) -> list[Any]:
-    """``work`` over contiguous parts of ``items`` on the pool; results in order."""
-    if len(items) <= _INLINE_WORK:
-        return work(items)
-    step = -(-len(items) // _WORKERS)
-    loop = asyncio.get_running_loop()
-    parts = await asyncio.gather(*(loop.run_in_executor(_POOL, work, items[i:i + step])
-                                   for i in range(0, len(items), step)))
-    return [result for part in parts for result in part]
 
 
 def check_request_size(h: DataHandle, nbytes: int, what: str = "this request") -> None:
@@ -83,21 +66,22 @@ async def decode_stored(h: DataHandle, stored: Sequence[bytes | None]) -> list[n
 
 
 async def read_box(h: DataHandle, box: Box) -> np.ndarray:
-    """The box's (z, y, x) voxels; background where nothing was written."""
+    """The box's (z, y, x) voxels; background where nothing was written. Blocks are decoded
+    straight from the store's memory where it allows, on the worker threads."""
     lay = layout(h.instance)
     check_request_size(h, box.voxels)
     lo, hi = box.block_span(lay.block)
     coords = block_coords(lo, hi)
-    stored = await read_stored(h, [tuple(c) for c in coords])
-    out = new_volume(box, all(s is not None for s in stored), lay.background)
-    jobs = [(c, s) for c, s in zip(coords, stored, strict=True) if s is not None]
+    entries = await h.kv.get_raw_many(h.instance_id, [block_tkey(tuple(c)) for c in coords],
+                                      h.lineage)
+    present = [i for i, e in enumerate(entries) if e is not None]
+    out = new_volume(box, len(present) == len(entries), lay.background)
 
-    def work(part: Sequence[tuple[np.ndarray, bytes]]) -> list[None]:
-        for coord, raw in part:
-            paste(out, box, lay.block, coord, decode_block(raw, lay.block_shape))
-        return []
+    def place(index: int, stored: Buffer) -> None:
+        coord = coords[present[index]]
+        paste(out, box, lay.block, coord, decode_block(stored, lay.block_shape))
 
-    await in_parallel(jobs, work)
+    await h.kv.visit([entries[i] for i in present], place)  # type: ignore[misc]
     return out
 
 
