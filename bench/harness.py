@@ -6,22 +6,31 @@ Each case times ``op(i)`` for ``i`` in ``range(n)``, one call at a time, so the 
 per operation; throughput is ``n`` over the wall time of a whole repeat (the median repeat is
 reported). Synchronous operations use :meth:`Bench.measure`, coroutine functions
 :meth:`Bench.ameasure`, awaited inside the caller's event loop.
+
+Cases that move bytes can give ``nbytes`` (bytes per operation) to get an MB/s column
+(MB = 10^6 bytes). Cases can be put in named ``group``s, each with its own baseline, so one
+record can compare, say, reads with reads and writes with writes. :func:`serve` runs a server
+command for the length of a ``with`` block.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESULTS_DIR", "Bench", "CaseResult", "percentile"]
+__all__ = ["RESULTS_DIR", "Bench", "CaseResult", "free_port", "percentile", "serve"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -44,7 +53,10 @@ class CaseResult:
     p99_us: float
     mean_us: float
     baseline: bool = False
-    ratio: float | None = None  # this case's time per op over the baseline's
+    ratio: float | None = None  # this case's time per op over its group's baseline's
+    group: str = ""
+    bytes_per_op: int | None = None
+    mb_per_s: float | None = None  # 10^6 bytes per second, when bytes_per_op is known
 
 
 class Bench:
@@ -67,7 +79,8 @@ class Bench:
     # ----- measuring ---------------------------------------------------------------------
 
     def measure(
-        self, case: str, op: Callable[[int], object], n: int, *, baseline: bool = False
+        self, case: str, op: Callable[[int], object], n: int, *, baseline: bool = False,
+        group: str = "", nbytes: int | None = None,
     ) -> CaseResult:
         clock = time.perf_counter_ns
         for _ in range(self.warmup):
@@ -84,11 +97,11 @@ class Bench:
                 lat[i] = clock() - t0
             durations.append(clock() - start)
             latencies.extend(lat)
-        return self.record(case, n, durations, latencies, baseline)
+        return self.record(case, n, durations, latencies, baseline, group=group, nbytes=nbytes)
 
     async def ameasure(
         self, case: str, op: Callable[[int], Awaitable[object]], n: int, *,
-        baseline: bool = False,
+        baseline: bool = False, group: str = "", nbytes: int | None = None,
     ) -> CaseResult:
         clock = time.perf_counter_ns
         for _ in range(self.warmup):
@@ -105,68 +118,92 @@ class Bench:
                 lat[i] = clock() - t0
             durations.append(clock() - start)
             latencies.extend(lat)
-        return self.record(case, n, durations, latencies, baseline)
+        return self.record(case, n, durations, latencies, baseline, group=group, nbytes=nbytes)
 
     def record(
-        self, case: str, n: int, durations: list[int], latencies: list[int], baseline: bool
+        self, case: str, n: int, durations: list[int], latencies: list[int], baseline: bool,
+        *, group: str = "", nbytes: int | None = None,
     ) -> CaseResult:
         """Add a case measured elsewhere: ``n`` ops per repeat, each repeat's wall time and
         every op's latency, in nanoseconds."""
         latencies.sort()
+        ops_per_s = n / (statistics.median(durations) / 1e9)
         result = CaseResult(
             name=case,
             ops=n,
             repeats=len(durations),
-            ops_per_s=n / (statistics.median(durations) / 1e9),
+            ops_per_s=ops_per_s,
             p50_us=percentile(latencies, 0.50) / 1e3,
             p99_us=percentile(latencies, 0.99) / 1e3,
             mean_us=statistics.fmean(latencies) / 1e3,
             baseline=baseline,
+            group=group,
+            bytes_per_op=nbytes,
+            mb_per_s=None if nbytes is None else ops_per_s * nbytes / 1e6,
         )
         self.results.append(result)
         return result
 
     # ----- reporting ---------------------------------------------------------------------
 
-    def _baseline(self) -> CaseResult | None:
-        marked = [r for r in self.results if r.baseline]
-        return marked[0] if marked else (self.results[0] if self.results else None)
+    def groups(self) -> list[str]:
+        """Group names in the order their first case was added."""
+        return list(dict.fromkeys(r.group for r in self.results))
+
+    def _baseline(self, group: str = "") -> CaseResult | None:
+        members = [r for r in self.results if r.group == group]
+        marked = [r for r in members if r.baseline]
+        return marked[0] if marked else (members[0] if members else None)
 
     def _fill_ratios(self) -> None:
-        base = self._baseline()
         for result in self.results:
+            base = self._baseline(result.group)
             result.ratio = None if base is None else base.ops_per_s / result.ops_per_s
 
     def table(self) -> str:
         self._fill_ratios()
-        header = ["case", "timed ops", "ops/s", "p50 us", "p99 us", "x baseline"]
-        rows = [header]
-        for r in self.results:
-            rows.append([
-                r.name + (" (baseline)" if r is self._baseline() else ""),
-                f"{r.ops * r.repeats:,}",
-                f"{r.ops_per_s:,.0f}",
-                f"{r.p50_us:.2f}",
-                f"{r.p99_us:.2f}",
-                "" if r.ratio is None else f"{r.ratio:.2f}",
-            ])
-        widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
+        with_mb = any(r.mb_per_s is not None for r in self.results)
+        header = ["case", "timed ops", "ops/s", *(["MB/s"] if with_mb else []),
+                  "p50 us", "p99 us", "x baseline"]
+        rows: list[list[str] | str] = [header]
+        for group in self.groups():
+            if group:
+                rows.append(f"[{group}]")
+            base = self._baseline(group)
+            for r in (r for r in self.results if r.group == group):
+                rows.append([
+                    r.name + (" (baseline)" if r is base else ""),
+                    f"{r.ops * r.repeats:,}",
+                    f"{r.ops_per_s:,.0f}",
+                    *([] if not with_mb else
+                      ["" if r.mb_per_s is None else f"{r.mb_per_s:,.0f}"]),
+                    f"{r.p50_us:.2f}",
+                    f"{r.p99_us:.2f}",
+                    "" if r.ratio is None else f"{r.ratio:.2f}",
+                ])
+        cells = [row for row in rows if isinstance(row, list)]
+        widths = [max(len(row[c]) for row in cells) for c in range(len(header))]
         lines = []
         for k, row in enumerate(rows):
-            cells = [row[0].ljust(widths[0])] + [
+            if isinstance(row, str):
+                lines.append(row)
+                continue
+            lines.append("  ".join([row[0].ljust(widths[0])] + [
                 cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
-            ]
-            lines.append("  ".join(cells))
+            ]))
             if k == 0:
                 lines.append("  ".join("-" * width for width in widths))
         return "\n".join(lines)
 
-    def report(self) -> Path:
-        """Print the table and write the JSON record; returns the record's path."""
+    def report(self, summary: dict[str, Any] | None = None) -> Path:
+        """Print the table (and ``summary``, figures derived from the cases, such as
+        throughput ratios) and write the JSON record; returns the record's path."""
         print(f"{self.name}: warm-up {self.warmup}, repeats {self.repeats}")
         if self.params:
             print("  " + ", ".join(f"{k}={v}" for k, v in self.params.items()))
         print(self.table())
+        for key, value in (summary or {}).items():
+            print(f"{key}: {value}")
         self.results_dir.mkdir(parents=True, exist_ok=True)
         path = self.results_dir / f"{self.name}.json"
         record = {
@@ -177,9 +214,49 @@ class Bench:
             "warmup": self.warmup,
             "repeats": self.repeats,
             "params": self.params,
-            "baseline": (base.name if (base := self._baseline()) else None),
+            "baseline": (base.name if (base := self._baseline(self.groups()[0] if self.results
+                                                              else "")) else None),
             "results": [asdict(r) for r in self.results],
         }
+        if len(self.groups()) > 1:
+            record["baselines"] = {g: b.name for g in self.groups()
+                                   if (b := self._baseline(g)) is not None}
+        if summary:
+            record["summary"] = summary
         path.write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
         return path
+
+
+# ----- servers ---------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serve(cmd: list[str], port: int, env: dict[str, str] | None = None,
+          *, timeout: float = 30.0) -> Iterator[str]:
+    """Run a server command until the block ends, yielding its base URL once ``GET /`` on
+    127.0.0.1:``port`` gets any HTTP answer, so cases never time the server's start-up."""
+    import httpx
+
+    process = subprocess.Popen(cmd, env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                httpx.get(url + "/", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"{cmd[:4]} did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(15)

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -35,6 +37,27 @@ def _configure_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+
+
+def _keep_freed_memory() -> None:
+    """Let glibc's malloc reuse freed voxel buffers instead of returning them to the kernel.
+
+    A 256^3 read allocates and frees a 16 MiB output and hundreds of 256 KiB blocks; by
+    default those sizes are mmapped and unmapped each time, and the page faults of touching
+    fresh pages cost more than decoding the blocks (about 2.5x the whole read). Keeping up to
+    1 GiB of freed heap trades resident memory for that. A no-op on other C libraries."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):
+        return
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, 256 * 1024 * 1024)
+        mallopt(_M_TRIM_THRESHOLD, 1024 * 1024 * 1024)
+
+
 @app.command()
 def serve(
     data: DataOpt = None,
@@ -60,6 +83,7 @@ def serve(
                          admin_token=admin_token, log_level=log_level,
                          access_log=access_log or None)
     _configure_logging(settings.log_level)
+    _keep_freed_memory()
     from dvidql.app import build_app
 
     logging.getLogger("dvidql").info(
