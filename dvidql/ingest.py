@@ -63,7 +63,8 @@ class IngestError(Exception):
 
 
 class SourceError(IngestError):
-    """The source or an option is unusable; found before anything is written."""
+    """The source or an option is unusable: found before anything is written, except pixels
+    that are only checked as their slice is decoded (a colored or transparent slice)."""
 
     exit_code: ClassVar[int] = 2
 
@@ -371,8 +372,24 @@ class DvidClient:
                               f"{_server_message(response)}")
         return response
 
+    def call_json(self, method: str, path: str, kind: type[dict[str, Any]] | type[list[Any]],
+                  **kwargs: Any) -> Any:
+        """``call`` for an answer that must be a JSON object or list: anything else (a web
+        page, a proxy's login form) means the URL is not a DVID or dvidql server."""
+        response = self.call(method, path, **kwargs)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, kind):
+            what = "object" if kind is dict else "list"
+            raise IngestError(f"{method} {self.base}{path} did not answer with a JSON {what} "
+                              f"({response.headers.get('content-type', 'no content type')}); "
+                              f"is {self.base} a DVID or dvidql server?")
+        return body
+
     def info(self) -> dict[str, Any]:
-        return self.call("GET", f"{self.node}/info").json()  # type: ignore[no-any-return]
+        return self.call_json("GET", f"{self.node}/info", dict)  # type: ignore[no-any-return]
 
     def create(self, settings: CreateSettings) -> None:
         body = {"typename": "uint8blk", "dataname": self.name,
@@ -384,16 +401,15 @@ class DvidClient:
     def stored(self, lo: Xyz, size: Xyz) -> list[Xyz]:
         """Block coordinates stored at this version in the voxel box ``size`` at ``lo``."""
         path = f"{self.node}/stored-blocks/{_xyz(size)}/{_xyz(lo)}"
-        return [tuple(c) for c in self.call("GET", path).json()]  # type: ignore[misc]
+        return [tuple(c) for c in self.call_json("GET", path, list)]  # type: ignore[misc]
 
     def post_blocks(self, coord: Xyz, count: int, data: bytes) -> None:
         self.call("POST", f"{self.node}/blocks/{_xyz(coord)}/{count}", content=data)
 
     def pyramid(self, levels: int | None) -> dict[str, Any]:
         params = {} if levels is None else {"levels": str(levels)}
-        response = self.call("POST", f"{self.node}/pyramid", params=params,
-                             timeout=httpx.Timeout(None, connect=10.0))
-        return response.json()  # type: ignore[no-any-return]
+        return self.call_json("POST", f"{self.node}/pyramid", dict,  # type: ignore[no-any-return]
+                              params=params, timeout=httpx.Timeout(None, connect=10.0))
 
 
 def _server_message(response: httpx.Response) -> str:
