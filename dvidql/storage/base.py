@@ -22,6 +22,7 @@ from dvidql.parallel import in_parallel
 
 __all__ = [
     "BlobStore",
+    "BufferedTxn",
     "ByteRange",
     "Engine",
     "EngineMetaStore",
@@ -208,22 +209,34 @@ def _get_many(engine: Engine, keys: Sequence[bytes]) -> list[bytes | None]:
     return [found.get(k) for k in keys]
 
 
-class _BufferedTxn(Txn):
-    """Writes buffered in memory and applied at once; reads merge the buffer over the engine."""
+class BufferedTxn(Txn):
+    """Writes buffered in memory and applied at commit; reads overlay the buffer on what the
+    medium holds. Backends supply the two reads and apply ``writes`` when the block ends."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, max_key_bytes: int | None) -> None:
+        self.max_key_bytes = max_key_bytes
         self.writes: dict[bytes, bytes | None] = {}
+
+    @abc.abstractmethod
+    async def read(self, key: bytes) -> bytes | None:
+        """The medium's value of a storable key."""
+
+    @abc.abstractmethod
+    async def read_range(self, start: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
+        """The medium's pairs in ``[start, end)``, in key order."""
+
+    def storable(self, key: bytes) -> bool:
+        return 0 < len(key) and (self.max_key_bytes is None or len(key) <= self.max_key_bytes)
 
     async def get(self, key: bytes) -> bytes | None:
         if key in self.writes:
             return self.writes[key]
-        return _get_many(self._engine, [key])[0]
+        return await self.read(key) if self.storable(key) else None
 
     async def scan(
         self, start: bytes, end: bytes, *, reverse: bool = False, limit: int | None = None
     ) -> list[tuple[bytes, bytes]]:
-        merged = dict(self._engine.scan_ranges([(start, end)])[0])
+        merged = dict(await self.read_range(start, end))
         for key, value in self.writes.items():
             if start <= key < end:
                 if value is None:
@@ -234,7 +247,7 @@ class _BufferedTxn(Txn):
         return pairs if limit is None else pairs[:limit]
 
     def put(self, key: bytes, value: bytes) -> None:
-        limit = self._engine.max_key_bytes
+        limit = self.max_key_bytes
         if limit is not None and len(key) > limit:
             raise BadRequest(f"a stored key may be at most {limit} bytes; this one has "
                              f"{len(key)} (use a shorter key)")
@@ -242,6 +255,18 @@ class _BufferedTxn(Txn):
 
     def delete(self, key: bytes) -> None:
         self.writes[key] = None
+
+
+class _EngineTxn(BufferedTxn):
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine.max_key_bytes)
+        self._engine = engine
+
+    async def read(self, key: bytes) -> bytes | None:
+        return self._engine.get_many([key])[0]
+
+    async def read_range(self, start: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
+        return self._engine.scan_ranges([(start, end)])[0]
 
 
 class EngineMetaStore(MetaStore):
@@ -289,7 +314,7 @@ class EngineMetaStore(MetaStore):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Txn]:  # type: ignore[override]
         async with self._write_lock:
-            txn = _BufferedTxn(self.engine)
+            txn = _EngineTxn(self.engine)
             yield txn
             if txn.writes:
                 if self.engine.slow_apply:
