@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dvidql.config import Settings
 from dvidql.errors import DvidqlError
@@ -44,6 +45,26 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                         status_code=exc.status_code, headers=exc.headers)
 
 
+class _CatchUp:
+    """Before each request, take in repo changes other processes made in a shared store, so
+    a version created through one server is usable through the next request to another."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            try:
+                await scope["app"].state.service.repos.catch_up()
+            except DvidqlError as exc:
+                if scope["type"] == "http":
+                    await (await _dvidql_error(Request(scope), exc))(scope, receive, send)
+                else:  # 1013: try again later
+                    await send({"type": "websocket.close", "code": 1013, "reason": exc.message})
+                return
+        await self.app(scope, receive, send)
+
+
 async def _home(request: Request) -> Response:
     return RedirectResponse("/graphql")
 
@@ -55,7 +76,7 @@ def build_app(settings: Settings, service: Service | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = service is None
         app.state.service = await Service.open(settings) if owned else service
-        log.info("serving store %s in %s mode", settings.data, settings.mode.value)
+        log.info("serving the %s in %s mode", settings.describe_store(), settings.mode.value)
         try:
             yield
         finally:
@@ -68,6 +89,7 @@ def build_app(settings: Settings, service: Service | None = None) -> Starlette:
             Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"],
                        allow_headers=["Authorization", "Content-Type", "Range"],
                        expose_headers=["Content-Range", "Content-Length"]),
+            Middleware(_CatchUp),
         ],
         exception_handlers={DvidqlError: _dvidql_error, HTTPException: _http_error},
         lifespan=lifespan,

@@ -53,6 +53,13 @@ def _locked_key(version: int) -> bytes:
     return K.meta_key(f"locked/{version:010d}")
 
 
+def _uuid_key(uuid: str) -> bytes:
+    return K.meta_key(f"uuid/{uuid}")
+
+
+_CATALOG = "catalog"  # counter bumped by every change of a repo document
+
+
 class RepoManager:
     def __init__(self, meta: MetaStore, kv: VersionedKV) -> None:
         self.meta = meta
@@ -61,12 +68,24 @@ class RepoManager:
         self._uuids: dict[str, tuple[int, int]] = {}  # uuid -> (repo id, version id)
         self._sorted_uuids: list[str] = []
         self._lineages: dict[int, Lineage] = {}
+        self._catalog: bytes | None = None  # the counter value the copy reflects
 
     async def load(self) -> None:
         """Read every repo document; start-up cost grows with repos, not with mutations."""
+        catalog = await self.meta.get(K.meta_key(f"next/{_CATALOG}"))  # before the documents
         start, end = K.meta_key("repo/"), K.meta_key("repo0")
         async for _, raw in self.meta.scan(start, end):
             self._install(Repo.from_dict(orjson.loads(raw)))
+        self._catalog = catalog
+
+    async def catch_up(self) -> None:
+        """Bring the in-memory copy up to date with repo changes made by other processes
+        sharing the store: one small read per request, so a repo, version or instance made
+        through one process is visible to the next request on any other."""
+        if not self.meta.supports_concurrent_writers:
+            return  # this process makes every change and installs it as it commits
+        if await self.meta.get(K.meta_key(f"next/{_CATALOG}")) != self._catalog:
+            await self.load()
 
     def _install(self, repo: Repo) -> None:
         self.repos[repo.repo_id] = repo
@@ -166,6 +185,7 @@ class RepoManager:
                 repo = Repo.from_dict(orjson.loads(raw))
                 result = await change(repo, txn)
                 repo.updated = now()
+                await self._next_id(txn, _CATALOG)
                 txn.put(_repo_key(repo_id), orjson.dumps(repo.to_dict()))
                 self._install(repo)  # before the transaction lock is released
         except BaseException:
@@ -183,6 +203,13 @@ class RepoManager:
         txn.put(key, str(value).encode())
         return value
 
+    @staticmethod
+    async def _claim_uuid(txn: Txn, uuid: str) -> None:
+        """Reserve a version UUID in the store, so processes sharing it never reuse one."""
+        if await txn.get(_uuid_key(uuid)) is not None:
+            raise Conflict(f"uuid {uuid} is already used by another version")
+        txn.put(_uuid_key(uuid), b"1")
+
     def _check_new_uuid(self, uuid: str | None) -> str:
         if not uuid:
             return new_uuid()
@@ -198,8 +225,10 @@ class RepoManager:
     ) -> Repo:
         root_uuid = self._check_new_uuid(root)
         async with self.meta.transaction() as txn:
+            await self._claim_uuid(txn, root_uuid)
             repo_id = await self._next_id(txn, "repo")
             version_id = await self._next_id(txn, "version")
+            await self._next_id(txn, _CATALOG)
             repo = Repo(repo_id=repo_id, root=root_uuid, alias=alias, description=description)
             repo.add_child([], version_id, root_uuid, branch=MASTER)
             txn.put(_repo_key(repo_id), orjson.dumps(repo.to_dict()))
@@ -335,6 +364,7 @@ class RepoManager:
                     f"({r.nodes[same_branch[0]].uuid}); branches are linear, so start a new "
                     "branch with /branch instead"
                 )
+            await self._claim_uuid(txn, child_uuid)
             child = r.add_child([parent.version_id], await self._next_id(txn, "version"),
                                 child_uuid, branch=parent.branch, note=note)
             await mutation_log.append(txn, r.repo_id, {
@@ -354,6 +384,7 @@ class RepoManager:
             parent = r.nodes[node.version_id]
             self._parent_ready(parent, bypass, f"branching {name!r} from it")
             r.check_new_branch_name(name)
+            await self._claim_uuid(txn, child_uuid)
             child = r.add_child([parent.version_id], await self._next_id(txn, "version"),
                                 child_uuid, branch=name, note=note)
             await mutation_log.append(txn, r.repo_id, {
@@ -377,6 +408,7 @@ class RepoManager:
             parent = r.nodes[node.version_id]
             self._parent_ready(parent, bypass, f"tagging it {tag!r}")
             r.check_new_branch_name(f"tag-{tag}")
+            await self._claim_uuid(txn, tag)
             child = r.add_child(
                 [parent.version_id], await self._next_id(txn, "version"), tag,
                 branch=f"tag-{tag}", note=note or f"Tag of version {parent.uuid} with {tag}",
@@ -432,6 +464,7 @@ class RepoManager:
             if len(resolvable) < len(found):
                 raise _Refused(conflicts)
             await self.kv.resolve_by_priority(txn, merged, resolvable)
+            await self._claim_uuid(txn, child_uuid)
             child = r.add_child([p.version_id for p in nodes], version, child_uuid,
                                 branch=nodes[0].branch, note=note)
             await mutation_log.append(txn, r.repo_id, {
