@@ -22,6 +22,13 @@ app = typer.Typer(help="dvidql: a versioned connectomics data service.", no_args
 
 DataOpt = Annotated[Path | None, typer.Option("--data", "-d", help="embedded store directory")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file")]
+MetaOpt = Annotated[str | None, typer.Option(
+    "--meta", help="distributed store: PostgreSQL URL of the metadata (with --blobs)")]
+BlobsOpt = Annotated[str | None, typer.Option(
+    "--blobs", help="distributed store: s3://bucket/prefix for the blocks (with --meta)")]
+S3EndpointOpt = Annotated[str | None, typer.Option(
+    "--s3-endpoint", help="S3 server URL for non-AWS servers (keys from DVIDQL_S3_ACCESS_KEY "
+                          "and DVIDQL_S3_SECRET_KEY)")]
 
 
 def _settings(config: Path | None, **overrides: object) -> Settings:
@@ -62,6 +69,9 @@ def _keep_freed_memory() -> None:
 def serve(
     data: DataOpt = None,
     config: ConfigOpt = None,
+    meta: MetaOpt = None,
+    blobs: BlobsOpt = None,
+    s3_endpoint: S3EndpointOpt = None,
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="serve GET/HEAD only")] = False,
@@ -79,9 +89,9 @@ def serve(
         typer.echo("error: --read-only and --full-write exclude each other", err=True)
         raise typer.Exit(2)
     mode = Mode.READONLY if read_only else Mode.FULLWRITE if full_write else None
-    settings = _settings(config, data=data, host=host, port=port, mode=mode,
-                         admin_token=admin_token, log_level=log_level,
-                         access_log=access_log or None)
+    settings = _settings(config, data=data, meta=meta, blobs=blobs, s3_endpoint=s3_endpoint,
+                         host=host, port=port, mode=mode, admin_token=admin_token,
+                         log_level=log_level, access_log=access_log or None)
     _configure_logging(settings.log_level)
     _keep_freed_memory()
     from dvidql.app import build_app
@@ -99,9 +109,10 @@ def serve(
 
 
 @app.command()
-def demo(data: DataOpt = None, config: ConfigOpt = None) -> None:
+def demo(data: DataOpt = None, config: ConfigOpt = None, meta: MetaOpt = None,
+         blobs: BlobsOpt = None, s3_endpoint: S3EndpointOpt = None) -> None:
     """Create the demo repo (versions, branches, a merge, keyvalue data) unless present."""
-    settings = _settings(config, data=data)
+    settings = _settings(config, data=data, meta=meta, blobs=blobs, s3_endpoint=s3_endpoint)
     _configure_logging(settings.log_level)
     from dvidql.demo import populate
 

@@ -8,7 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dvidql.errors import BadRequest
@@ -26,6 +26,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DVIDQL_", extra="forbid")
 
     data: Path = Field(Path("./dvidql-data"), description="embedded store directory")
+    # The distributed store: both set, or neither (the embedded store in ``data``).
+    meta: str | None = Field(None, description="PostgreSQL URL of the metadata store "
+                             "(postgresql://user@host:port/db; the password may come from "
+                             "PGPASSWORD)")
+    blobs: str | None = Field(None, description="S3 URL of the block store: s3://bucket/prefix")
+    s3_endpoint: str | None = Field(None, description="S3 server URL, for non-AWS servers")
+    s3_region: str = "us-east-1"
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = Field(None, description="from DVIDQL_S3_SECRET_KEY")
+    s3_concurrency: int = Field(64, gt=0, description="S3 requests in flight per process")
+    pg_pool_size: int = Field(20, gt=1, description="PostgreSQL connections per process")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     mode: Mode = Mode.READWRITE
@@ -39,6 +50,30 @@ class Settings(BaseSettings):
     log_level: str = "info"
     access_log: bool = False
     config_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_store(self) -> Settings:
+        if (self.meta is None) != (self.blobs is None):
+            raise ValueError("the distributed store needs both meta (a postgresql:// URL) "
+                             "and blobs (an s3:// URL); give neither for the embedded store")
+        if self.meta is not None and not self.meta.startswith(("postgresql://",
+                                                                "postgres://")):
+            raise ValueError(f"meta must be a postgresql:// URL, not {self.meta!r}")
+        if self.blobs is not None and not self.blobs.startswith("s3://"):
+            raise ValueError(f"blobs must be an s3://bucket/prefix URL, not {self.blobs!r}")
+        return self
+
+    @property
+    def distributed(self) -> bool:
+        return self.meta is not None
+
+    def describe_store(self) -> str:
+        """Where the data lives, for logs and server info (no secrets)."""
+        if self.meta is None:
+            return f"embedded LMDB at {self.data}"
+        from dvidql.storage.postgres import describe_dsn
+
+        return f"PostgreSQL at {describe_dsn(self.meta)}, blocks in {self.blobs}"
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:

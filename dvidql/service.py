@@ -337,7 +337,7 @@ class Service:
             "Datastore Version": "1",
             "DVID Version": f"v{__version__}-dvidql",
             "Server": f"dvidql {__version__} (Python {platform.python_version()})",
-            "Storage backend": f"embedded LMDB at {self.settings.data}",
+            "Storage backend": self.settings.describe_store(),
             "Server time": datetime.now(UTC).isoformat(),
             "Server uptime": f"{uptime // 3600}h{uptime // 60 % 60}m{uptime % 60}s",
             "RPC Address": "",
