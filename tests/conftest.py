@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.services import services  # noqa: F401 - the session fixture, for every test
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
