@@ -1,9 +1,10 @@
 """S3 backend for blobs: each blob is one object named ``<prefix><content reference>``.
 
 Content addressing makes every object immutable, so a put of bytes already stored is a
-no-op (a conditional ``If-None-Match: *`` PUT, answered 412; servers without conditional
-writes overwrite the same bytes, which is as good), and readers need no coordination. Any S3
-server works: AWS, Ceph's radosgw, MinIO... (path-style addressing, a custom endpoint).
+no-op (a conditional ``If-None-Match: *`` PUT, answered 412; with a server that has no
+conditional writes the store overwrites the same bytes, which is as good), and readers need
+no coordination. Any S3 server works: AWS, Ceph's radosgw, MinIO... (path-style addressing,
+a custom endpoint).
 
 One long-lived client per store, with as many pooled connections as requests may be in
 flight (a semaphore bounds them). Transient failures (throttling, 5xx, timeouts, dropped
@@ -134,6 +135,7 @@ class S3BlobStore(BlobStore):
         self._slots = asyncio.Semaphore(concurrency)
         self._retry = retry
         self._resources = resources
+        self._if_absent = {"IfNoneMatch": "*"}  # emptied if the server does not know it
 
     @classmethod
     async def open(
@@ -273,10 +275,14 @@ class S3BlobStore(BlobStore):
         async def upload() -> None:
             try:
                 await self._client.put_object(Bucket=self.bucket, Key=key, Body=data,
-                                              IfNoneMatch="*")
+                                              **self._if_absent)
             except ClientError as exc:
-                if _status(exc) != 412:  # 412: stored already, and so the same bytes
+                if _status(exc) == 412:  # stored already, and so the same bytes
+                    return
+                if _code(exc) != "NotImplemented" or not self._if_absent:
                     raise
+                self._if_absent = {}
+                await self._client.put_object(Bucket=self.bucket, Key=key, Body=data)
 
         await self._request("put", key, upload)
         return ref

@@ -10,6 +10,7 @@ import random
 import re
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -100,7 +101,7 @@ async def test_from_url_reads_bucket_and_prefix(services: Services) -> None:
 
 
 async def test_bucket_is_created_at_open_also_by_two_at_once(services: Services) -> None:
-    bucket = fresh_bucket(services) + "-new"  # a name nobody created
+    bucket = f"dvidql-test-{uuid.uuid4().hex[:16]}"  # nobody created it
     one, two = await asyncio.gather(open_store(services, bucket), open_store(services, bucket))
     try:
         ref = await one.put(b"shared")
@@ -205,7 +206,7 @@ async def test_outage_is_unavailable_then_the_same_store_works_again(
 
 async def test_retries_ride_out_a_restart(services: Services) -> None:
     patient = await open_store(services, fresh_bucket(services),
-                               retry=Retry(attempts=40, base=0.1, cap=0.1))
+                               retry=Retry(attempts=100, base=0.1, cap=0.1))  # ~5 s
     try:
         ref = await patient.put(b"still there")
         services.stop_s3()
@@ -266,6 +267,7 @@ class ScriptedS3:
     def __init__(self) -> None:
         self.script: dict[tuple[str, str], list[Answer]] = {}
         self.seen: list[tuple[str, str]] = []
+        self.conditions: list[str | None] = []  # If-None-Match of each request
 
     def then(self, method: str, target: str, *answers: Answer) -> None:
         self.script.setdefault((method, target), []).extend(answers)
@@ -274,6 +276,7 @@ class ScriptedS3:
         await request.read()
         target = "object" if "/" in request.path.strip("/") else "bucket"
         self.seen.append((request.method, target))
+        self.conditions.append(request.headers.get("If-None-Match"))
         answers = self.script.get((request.method, target))
         return await (answers.pop(0) if answers else s3_ok())(request)
 
@@ -309,6 +312,18 @@ async def test_throttling_and_server_errors_are_retried(
               s3_error(409, "ConditionalRequestConflict"))
     assert await store.put(b"data") == content_ref(b"data")
     assert fake.seen == [("HEAD", "bucket")] + [("GET", "object")] * 4 + [("PUT", "object")] * 3
+    await store.close()
+
+
+async def test_servers_without_conditional_writes_get_plain_puts(
+        scripted: tuple[ScriptedS3, str]) -> None:
+    fake, endpoint = scripted
+    store = await open_scripted(endpoint)
+    fake.then("PUT", "object", s3_error(501, "NotImplemented"))
+    await store.put(b"one")
+    await store.put(b"two")
+    assert fake.seen[1:] == [("PUT", "object")] * 3
+    assert fake.conditions[1:] == ["*", None, None]
     await store.close()
 
 
