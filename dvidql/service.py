@@ -48,6 +48,27 @@ class MergeResult:
     conflicts: list[dict[str, str]]  # {"instance": name, "key": readable key}
 
 
+async def open_stores(settings: Settings) -> tuple[MetaStore, BlobStore]:
+    """The embedded store in ``settings.data``, or PostgreSQL + S3 when both URLs are set."""
+    if not settings.distributed:
+        return open_embedded(settings.data)
+    from dvidql.storage.postgres import open_postgres
+    from dvidql.storage.s3 import S3BlobStore
+
+    assert settings.meta is not None and settings.blobs is not None
+    meta = await open_postgres(settings.meta, max_size=settings.pg_pool_size)
+    secret = settings.s3_secret_key
+    try:
+        blobs = await S3BlobStore.from_url(
+            settings.blobs, endpoint=settings.s3_endpoint, access_key=settings.s3_access_key,
+            secret_key=None if secret is None else secret.get_secret_value(),
+            region=settings.s3_region, concurrency=settings.s3_concurrency)
+    except BaseException:
+        await meta.close()
+        raise
+    return meta, blobs
+
+
 class Service:
     def __init__(self, settings: Settings, meta: MetaStore, blobs: BlobStore) -> None:
         self.settings = settings
@@ -58,9 +79,13 @@ class Service:
 
     @classmethod
     async def open(cls, settings: Settings) -> Service:
-        meta, blobs = open_embedded(settings.data)
+        meta, blobs = await open_stores(settings)
         service = cls(settings, meta, blobs)
-        await service.repos.load()
+        try:
+            await service.repos.load()
+        except BaseException:
+            await service.close()
+            raise
         return service
 
     async def close(self) -> None:

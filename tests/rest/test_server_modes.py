@@ -31,19 +31,27 @@ def test_data_survives_restart(make_server, sig: int) -> None:  # type: ignore[n
         assert len({n["VersionID"] for n in info.values()}) == 3 and again in info
 
 
-def test_second_server_on_same_directory_refused(make_server) -> None:  # type: ignore[no-untyped-def]
+def test_second_server_on_the_same_store(make_server, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """The embedded store serves one process; the distributed one is for several."""
     live: LiveServer = make_server()
-    with pytest.raises(RuntimeError):
-        make_server(data=live.data)
+    if backend == "embedded":
+        with pytest.raises(RuntimeError):
+            make_server(like=live)
+        return
+    with httpx.Client(base_url=live.url) as http:
+        root = new_repo(http)
+    other: LiveServer = make_server(like=live)
+    with httpx.Client(base_url=other.url) as http:
+        assert root in http.get("/api/repos/info").json()
 
 
-def test_read_only_mode(make_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    writable: LiveServer = make_server(data=tmp_path / "ro")
+def test_read_only_mode(make_server) -> None:  # type: ignore[no-untyped-def]
+    writable: LiveServer = make_server()
     with httpx.Client(base_url=writable.url) as http:
         root = new_repo(http)
         http.post(f"/api/node/{root}/kv/key/a", content=b"1")
     writable.stop()
-    read_only: LiveServer = make_server("--read-only", data=tmp_path / "ro")
+    read_only: LiveServer = make_server("--read-only", like=writable)
     with httpx.Client(base_url=read_only.url) as http:
         assert http.get(f"/api/node/{root}/kv/key/a").content == b"1"
         for response in (

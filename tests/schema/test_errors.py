@@ -216,7 +216,7 @@ async def test_read_only_server_refuses_mutations(make_server) -> None:
         dev = await branch(api, root, "dev")
     first.stop()
 
-    live: LiveServer = make_server("--read-only", data=first.data)
+    live: LiveServer = make_server("--read-only", like=first)
     async with http_session(live) as api:
         info = (await api.run("{ serverInfo { mode } }"))["serverInfo"]
         assert info["mode"] == "readonly"

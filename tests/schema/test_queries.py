@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from tests.conftest import LiveServer
@@ -17,13 +19,17 @@ from tests.schema.conftest import (
 )
 
 
-async def test_server_info(api: Gql) -> None:
+async def test_server_info(api: Gql, backend: str) -> None:
     info = (await api.run(
         """{ serverInfo { version server mode storageBackend uptime serverTime host note
              cores datatypes { name url } } }"""))["serverInfo"]
     assert info["version"].endswith("-dvidql")
     assert info["mode"] == "readwrite"
-    assert "LMDB" in info["storageBackend"]
+    if backend == "embedded":
+        assert info["storageBackend"].startswith("embedded LMDB at ")
+    else:  # where the data lives, without credentials
+        assert re.fullmatch(r"PostgreSQL at 127\.0\.0\.1:\d+/dvidql_test_\w+, blocks in "
+                            r"s3://dvidql-test-\w+/blocks", info["storageBackend"])
     assert info["cores"] >= 1
     assert {"name": "keyvalue",
             "url": "github.com/janelia-flyem/dvid/datatype/keyvalue"} in info["datatypes"]
