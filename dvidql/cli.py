@@ -95,6 +95,13 @@ def serve(
     _configure_logging(settings.log_level)
     _keep_freed_memory()
     from dvidql.app import build_app
+    from dvidql.service import check_stores
+
+    try:  # a clear message and exit status, not a start-up traceback from the server
+        asyncio.run(check_stores(settings))
+    except DvidqlError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
 
     logging.getLogger("dvidql").info(
         "dvidql on http://%s:%d (GraphQL at /graphql, DVID API at /api)",

@@ -69,6 +69,14 @@ async def open_stores(settings: Settings) -> tuple[MetaStore, BlobStore]:
     return meta, blobs
 
 
+async def check_stores(settings: Settings) -> None:
+    """Open and close the configured stores: unreachable servers, bad credentials or a data
+    directory in use are reported before the server starts."""
+    meta, blobs = await open_stores(settings)
+    await blobs.close()
+    await meta.close()
+
+
 class Service:
     def __init__(self, settings: Settings, meta: MetaStore, blobs: BlobStore) -> None:
         self.settings = settings

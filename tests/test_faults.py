@@ -10,6 +10,8 @@ process serves every acknowledged write, with no restart.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -169,3 +171,17 @@ async def test_reads_during_an_s3_outage(writer: Writer, services: Services) -> 
     finally:
         services.start_s3()
     assert (await http.get(f"/api/node/{root}/kv/key/big")).content == b"b" * BIG
+
+
+@pytest.mark.parametrize(("args", "status", "message"), [
+    (["--meta", "postgresql://postgres@127.0.0.1:9/none", "--blobs", "s3://b"], 1,
+     "cannot connect to PostgreSQL at 127.0.0.1:9/none"),
+    (["--meta", "postgresql://postgres@127.0.0.1:9/none"], 2, "needs both meta"),
+    (["--meta", "mysql://x", "--blobs", "s3://b"], 2, "must be a postgresql:// URL"),
+])
+def test_serve_refuses_unusable_store_settings(args: list[str], status: int,
+                                               message: str) -> None:
+    run = subprocess.run([sys.executable, "-m", "dvidql", "serve", *args, "--port", "9"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == status, run.stderr
+    assert message in run.stderr and "Traceback" not in run.stderr
