@@ -131,6 +131,42 @@ def demo(data: DataOpt = None, config: ConfigOpt = None, meta: MetaOpt = None,
     typer.echo(message)
 
 
+@app.command()
+def gc(
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+    meta: MetaOpt = None,
+    blobs: BlobsOpt = None,
+    s3_endpoint: S3EndpointOpt = None,
+    min_age: Annotated[float, typer.Option(
+        min=0, help="spare blobs written in the last this many seconds (distributed store; "
+                    "keep it well above the longest write)")] = 3600.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count, delete nothing")] = False,
+) -> None:
+    """Delete blobs that no version references (left by failed or overwritten writes). The
+    embedded store must not be in use by a server; the distributed one may be."""
+    settings = _settings(config, data=data, meta=meta, blobs=blobs, s3_endpoint=s3_endpoint)
+    _configure_logging(settings.log_level)
+    from dvidql.service import open_stores
+    from dvidql.storage.gc import collect_garbage
+    from dvidql.storage.versioned import VersionedKV
+
+    async def run() -> str:
+        meta_store, blob_store = await open_stores(settings)
+        try:
+            kv = VersionedKV(meta_store, blob_store)
+            return (await collect_garbage(kv, min_age=min_age, dry_run=dry_run)).summary()
+        finally:
+            await blob_store.close()
+            await meta_store.close()
+
+    try:
+        typer.echo(asyncio.run(run()))
+    except DvidqlError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
 ServerArg = Annotated[str, typer.Argument(help="the server, e.g. http://127.0.0.1:8000")]
 UuidArg = Annotated[str, typer.Argument(help="version: UUID, unique prefix or uuid:branch")]
 NameArg = Annotated[str, typer.Argument(help="uint8blk instance name")]

@@ -165,6 +165,17 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str = "") -> AsyncIterator[str]: ...
 
+    async def list_with_times(self, prefix: str = ""
+                              ) -> AsyncIterator[tuple[str, float | None]]:
+        """References with the Unix time each was last written (by any put of its bytes),
+        None where the store keeps no times; garbage collection spares recent blobs."""
+        async for ref in self.list(prefix):
+            yield ref, None
+
+    async def written_at(self, ref: str) -> float | None:
+        """The time :meth:`list_with_times` gives for one blob (None: absent or unknown)."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; the default has none."""
 

@@ -1,10 +1,11 @@
 """S3 backend for blobs: each blob is one object named ``<prefix><content reference>``.
 
-Content addressing makes every object immutable, so a put of bytes already stored is a
-no-op (a conditional ``If-None-Match: *`` PUT, answered 412; with a server that has no
-conditional writes the store overwrites the same bytes, which is as good), and readers need
-no coordination. Any S3 server works: AWS, Ceph's radosgw, MinIO... (path-style addressing,
-a custom endpoint).
+Content addressing makes every object immutable, so a put of bytes already stored sends
+nothing twice (a conditional ``If-None-Match: *`` PUT, answered 412, then a server-side copy
+onto itself that renews its modification time, which garbage collection reads as "in use";
+with a server that has no conditional writes the store overwrites the same bytes, which is
+as good), and readers need no coordination. Any S3 server works: AWS, Ceph's radosgw,
+MinIO... (path-style addressing, a custom endpoint).
 
 One long-lived client per store, with as many pooled connections as requests may be in
 flight (a semaphore bounds them). Transient failures (throttling, 5xx, timeouts, dropped
@@ -278,6 +279,9 @@ class S3BlobStore(BlobStore):
                                               **self._if_absent)
             except ClientError as exc:
                 if _status(exc) == 412:  # stored already, and so the same bytes
+                    await self._client.copy_object(
+                        Bucket=self.bucket, Key=key, MetadataDirective="REPLACE",
+                        CopySource={"Bucket": self.bucket, "Key": key})
                     return
                 if _code(exc) != "NotImplemented" or not self._if_absent:
                     raise
@@ -370,7 +374,26 @@ class S3BlobStore(BlobStore):
         await self._request("delete", key, remove)
 
     async def list(self, prefix: str = "") -> AsyncIterator[str]:
-        """References in key order, a page (up to 1000) per request."""
+        async for ref, _ in self.list_with_times(prefix):
+            yield ref
+
+    async def written_at(self, ref: str) -> float | None:
+        key = self.prefix + ref
+
+        async def head() -> float | None:
+            try:
+                found = await self._client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _status(exc) == 404:
+                    return None
+                raise
+            return float(found["LastModified"].timestamp())
+
+        return await self._request("look up", key, head)
+
+    async def list_with_times(self, prefix: str = ""
+                              ) -> AsyncIterator[tuple[str, float | None]]:
+        """References in key order with their last write, a page (up to 1000) per request."""
         start = self.prefix + prefix
         token: dict[str, str] = {}
         while True:
@@ -378,7 +401,7 @@ class S3BlobStore(BlobStore):
                 "list", f"{start}*", functools.partial(
                     self._client.list_objects_v2, Bucket=self.bucket, Prefix=start, **token))
             for item in page.get("Contents", ()):
-                yield item["Key"][len(self.prefix):]
+                yield item["Key"][len(self.prefix):], float(item["LastModified"].timestamp())
             if not page.get("IsTruncated"):
                 return
             token = {"ContinuationToken": page["NextContinuationToken"]}

@@ -220,6 +220,15 @@ class VersionedKV:
         async for item in flush():
             yield item
 
+    async def blob_refs(self) -> set[str]:
+        """Every blob reference that any version's entry holds: what garbage collection
+        must keep. One pass over all data entries."""
+        refs: set[str] = set()
+        async for _, raw in self.meta.scan(K.DATA, K.CHANGE):
+            if raw[:1] == bytes([_BLOB]):
+                refs.add(raw[1:].decode())
+        return refs
+
     async def _materialize(self, raws: Sequence[bytes]) -> list[bytes]:
         refs = [raw[1:].decode() for raw in raws if raw[0] == _BLOB]
         blobs = iter(await self.blobs.get_many(refs) if refs else [])

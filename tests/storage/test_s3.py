@@ -114,6 +114,22 @@ async def test_bucket_is_created_at_open_also_by_two_at_once(services: Services)
         await two.close()
 
 
+async def test_a_put_of_stored_bytes_renews_their_time(store: S3BlobStore) -> None:
+    """Garbage collection spares recently written blobs; a put that finds its bytes stored
+    already must count as a write too, or a racing collection could take them."""
+    ref = await store.put(b"shared block")
+    first = await store.written_at(ref)
+    assert first is not None and abs(first - time.time()) < 60
+    (listed,) = [(r, t) async for r, t in store.list_with_times()]
+    assert listed[0] == ref and listed[1] is not None and abs(listed[1] - first) < 1
+    await asyncio.sleep(1.1)  # S3 times have one-second resolution
+    assert await store.put(b"shared block") == ref
+    renewed = await store.written_at(ref)
+    assert renewed is not None and renewed > first
+    assert await store.get(ref) == b"shared block"
+    assert await store.written_at("0" * 32) is None
+
+
 async def test_ranged_reads_of_a_large_object(store: S3BlobStore) -> None:
     data = random.Random(7).randbytes(3 * MIB + 17)
     ref = await store.put(data)
