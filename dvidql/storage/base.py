@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,6 +28,7 @@ __all__ = [
     "EngineMetaStore",
     "MetaStore",
     "Txn",
+    "batched_scan",
     "content_ref",
 ]
 
@@ -48,6 +49,30 @@ class ByteRange:
 def content_ref(data: bytes) -> str:
     """The content address of a blob: hex BLAKE2b-128 of its bytes."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+Fetch = Callable[[bytes, bytes, int], Awaitable[list[tuple[bytes, bytes]]]]
+
+
+async def batched_scan(fetch: Fetch, start: bytes, end: bytes, *, reverse: bool,
+                       limit: int | None) -> AsyncIterator[tuple[bytes, bytes]]:
+    """A scan as a series of bounded reads, ``fetch(lo, hi, n)`` giving at most ``n`` pairs
+    of ``[lo, hi)`` from the scan's end, so long scans never hold a whole range at once."""
+    remaining = limit
+    lo, hi = start, end
+    while remaining is None or remaining > 0:
+        size = SCAN_BATCH if remaining is None else min(SCAN_BATCH, remaining)
+        batch = await fetch(lo, hi, size)
+        for pair in batch:
+            yield pair
+        if len(batch) < size:
+            return
+        if remaining is not None:
+            remaining -= len(batch)
+        if reverse:
+            hi = batch[-1][0]
+        else:
+            lo = batch[-1][0] + b"\x00"
 
 
 class Txn(abc.ABC):
@@ -301,21 +326,11 @@ class EngineMetaStore(MetaStore):
     async def scan(
         self, start: bytes, end: bytes, *, reverse: bool = False, limit: int | None = None
     ) -> AsyncIterator[tuple[bytes, bytes]]:
-        remaining = limit
-        lo, hi = start, end
-        while remaining is None or remaining > 0:
-            batch_size = SCAN_BATCH if remaining is None else min(SCAN_BATCH, remaining)
-            batch = self.engine.scan_ranges([(lo, hi)], reverse=reverse, limit=batch_size)[0]
-            for pair in batch:
-                yield pair
-            if len(batch) < batch_size:
-                return
-            if remaining is not None:
-                remaining -= len(batch)
-            if reverse:
-                hi = batch[-1][0]
-            else:
-                lo = batch[-1][0] + b"\x00"
+        async def fetch(lo: bytes, hi: bytes, size: int) -> list[tuple[bytes, bytes]]:
+            return self.engine.scan_ranges([(lo, hi)], reverse=reverse, limit=size)[0]
+
+        async for pair in batched_scan(fetch, start, end, reverse=reverse, limit=limit):
+            yield pair
 
     async def scan_many(
         self, ranges: Sequence[tuple[bytes, bytes]]

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from dvidql.errors import Unavailable
-from dvidql.storage.base import SCAN_BATCH, BufferedTxn, MetaStore, Txn
+from dvidql.storage.base import BufferedTxn, MetaStore, Txn, batched_scan
 
 __all__ = ["MIGRATIONS", "PostgresMetaStore", "open_postgres"]
 
@@ -149,22 +149,14 @@ class PostgresMetaStore(MetaStore):
     async def scan(
         self, start: bytes, end: bytes, *, reverse: bool = False, limit: int | None = None
     ) -> AsyncIterator[tuple[bytes, bytes]]:
-        remaining = limit
-        lo, hi = start, end
         query = _SCAN_DOWN if reverse else _SCAN_UP
-        while remaining is None or remaining > 0:
-            size = SCAN_BATCH if remaining is None else min(SCAN_BATCH, remaining)
-            rows = await self._run("scan", lambda c, a=lo, b=hi, n=size: c.fetch(query, a, b, n))
-            for key, value in rows:
-                yield key, value
-            if len(rows) < size:
-                return
-            if remaining is not None:
-                remaining -= len(rows)
-            if reverse:
-                hi = rows[-1][0]
-            else:
-                lo = rows[-1][0] + b"\x00"
+
+        async def fetch(lo: bytes, hi: bytes, size: int) -> list[tuple[bytes, bytes]]:
+            rows = await self._run("scan", lambda c: c.fetch(query, lo, hi, size))
+            return [(key, value) for key, value in rows]
+
+        async for pair in batched_scan(fetch, start, end, reverse=reverse, limit=limit):
+            yield pair
 
     async def scan_many(
         self, ranges: Sequence[tuple[bytes, bytes]]
