@@ -30,7 +30,7 @@ async def populate(settings: Settings) -> str:
             if repo.alias == DEMO_ALIAS:
                 return f"demo repo already present: {repo.root}"
         root = await _build(service)
-        return f"created demo repo {root} in {settings.data}"
+        return f"created demo repo {root} in the {settings.describe_store()}"
     finally:
         await service.close()
 
