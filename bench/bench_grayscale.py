@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import argparse
 import socket
-import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -32,7 +31,7 @@ import numpy as np
 import tensorstore as ts
 from scipy import ndimage
 
-from bench.harness import Bench, free_port, serve
+from bench.harness import Bench, baseline_command, dvidql_command, free_port, serve
 from dvidql.codec.imageblock import BlockCodec, decode_block, encode_block
 
 SIZE = 512  # volume edge
@@ -40,7 +39,6 @@ BOX = 256  # read box edge
 BLOCK = 64  # block / chunk edge
 SLAB = 64  # z thickness of one write
 BOX_BYTES = BOX**3
-SLAB_BYTES = SIZE * SIZE * SLAB
 BLOCK_SHAPE = (BLOCK, BLOCK, BLOCK)
 Offset = tuple[int, int, int]  # x, y, z
 
@@ -63,15 +61,23 @@ def synthetic_volume(seed: int, n: int = SIZE) -> np.ndarray:
     return vol.astype(np.uint8)
 
 
-def random_offsets(count: int, seed: int) -> list[Offset]:
-    """Box offsets uniform in [0, SIZE - BOX] per axis, mostly not block-aligned."""
+def random_offsets(count: int, seed: int, size: int = SIZE, box: int = BOX) -> list[Offset]:
+    """Box offsets uniform in [0, size - box] per axis, mostly not block-aligned."""
     rng = np.random.default_rng(seed)
-    return [(int(x), int(y), int(z)) for x, y, z in rng.integers(0, SIZE - BOX + 1, (count, 3))]
+    return [(int(x), int(y), int(z)) for x, y, z in rng.integers(0, size - box + 1, (count, 3))]
 
 
-def box_of(volume: np.ndarray, offset: Offset) -> np.ndarray:
+def box_of(volume: np.ndarray, offset: Offset, box: int = BOX) -> np.ndarray:
     x, y, z = offset
-    return volume[z:z + BOX, y:y + BOX, x:x + BOX]
+    return volume[z:z + box, y:y + box, x:x + box]
+
+
+def write_group(size: int) -> str:
+    return f"write {size}x{size}x{SLAB} slabs"
+
+
+def read_group(box: int) -> str:
+    return f"read {box}^3 boxes"
 
 
 class HttpConnection:
@@ -134,19 +140,20 @@ def timed_writes(
 ) -> None:
     """Time writing ``volume``'s z slabs, once per repeat into a fresh target made by
     ``start(repeat)``; the last repeat writes ``volume`` itself."""
+    size = volume.shape[0]
     durations: list[int] = []
     latencies: list[int] = []
     for repeat in reversed(range(repeats)):
         data = write_variant(volume, repeat)
         write = start(repeat)
         began = time.perf_counter_ns()
-        for z in range(0, SIZE, SLAB):
+        for z in range(0, size, SLAB):
             t0 = time.perf_counter_ns()
             write(z, data[z:z + SLAB])
             latencies.append(time.perf_counter_ns() - t0)
         durations.append(time.perf_counter_ns() - began)
-    bench.record(case, SIZE // SLAB, durations, latencies, baseline,
-                 group="write 512x512x64 slabs", nbytes=SLAB_BYTES)
+    bench.record(case, size // SLAB, durations, latencies, baseline,
+                 group=write_group(size), nbytes=size * size * SLAB)
 
 
 def run_tensorstore(bench: Bench, volume: np.ndarray, offsets: list[Offset],
@@ -159,7 +166,7 @@ def run_tensorstore(bench: Bench, volume: np.ndarray, offsets: list[Offset],
             store = ts.open({
                 "driver": "zarr",
                 "kvstore": {"driver": "file", "path": f"{root}/r{repeat}"},
-                "metadata": {"dtype": "|u1", "shape": [SIZE] * 3, "chunks": [BLOCK] * 3,
+                "metadata": {"dtype": "|u1", "shape": list(volume.shape), "chunks": [BLOCK] * 3,
                              "compressor": {"id": "blosc", "cname": "lz4", "clevel": 5,
                                             "shuffle": 0}},
             }, create=True, delete_existing=True).result()
@@ -175,52 +182,66 @@ def run_tensorstore(bench: Bench, volume: np.ndarray, offsets: list[Offset],
             return store[z:z + BOX, y:y + BOX, x:x + BOX].read().result()
 
         bench.measure("tensorstore zarr blosc-lz4", read, len(offsets), baseline=True,
-                      group="read 256^3 boxes", nbytes=BOX_BYTES)
+                      group=read_group(BOX), nbytes=BOX_BYTES)
         for i, offset in enumerate(offsets):
             if not np.array_equal(read(i), box_of(volume, offset)):
                 raise AssertionError(f"tensorstore box at {offset} differs")
 
 
+def add_grayscale(http: httpx.Client, root: str, name: str, codec: str) -> None:
+    """A uint8blk instance ``name`` with 64^3 blocks and block compression ``codec``."""
+    http.post(f"/api/repo/{root}/instance", json={
+        "typename": "uint8blk", "dataname": name, "BlockSize": f"{BLOCK},{BLOCK},{BLOCK}",
+        "Compression": codec}).raise_for_status()
+
+
+def slab_writer(conn: HttpConnection, root: str, name: str,
+                size: int) -> Callable[[int, np.ndarray], object]:
+    """``write(z, slab)``: POST one size x size x SLAB slab at depth z through ``raw``."""
+    prefix = f"/api/node/{root}/{name}/raw/0_1_2/{size}_{size}_{SLAB}/0_0_"
+    return lambda z, slab: conn.request("POST", f"{prefix}{z}", slab)
+
+
 def run_dvidql(bench: Bench, volume: np.ndarray, offsets: list[Offset], repeats: int,
-               codecs: list[str]) -> None:
-    """Writes and reads through a real ``dvidql serve`` on a temporary data directory."""
+               codecs: list[str], *, box: int = BOX, store: Sequence[str] | None = None,
+               env: Mapping[str, str] | None = None, label: str = "dvidql REST") -> None:
+    """Writes and reads through a real ``dvidql serve`` on the store named by the serve
+    options ``store`` (and ``env``), by default on a temporary data directory."""
     with tempfile.TemporaryDirectory(prefix="bench-dvidql-") as data:
         port = free_port()
-        cmd = [sys.executable, "-m", "dvidql", "serve", "--data", data, "--port", str(port),
-               "--log-level", "warning"]
-        with serve(cmd, port) as url, httpx.Client(base_url=url, timeout=60) as http:
+        cmd = dvidql_command(port, *(store if store is not None else ("--data", data)))
+        with serve(cmd, port, dict(env or {})) as url, \
+                httpx.Client(base_url=url, timeout=60) as http:
             root = http.post("/api/repos", json={"alias": "bench"}).json()["root"]
             conn = HttpConnection("127.0.0.1", port)
             try:
                 for codec in codecs:
-                    _dvidql_codec(bench, http, conn, root, codec, volume, offsets, repeats)
+                    _dvidql_codec(bench, http, conn, root, codec, volume, offsets, repeats,
+                                  box=box, label=f"{label} {codec}")
             finally:
                 conn.close()
 
 
 def _dvidql_codec(bench: Bench, http: httpx.Client, conn: HttpConnection, root: str,
-                  codec: str, volume: np.ndarray, offsets: list[Offset], repeats: int) -> None:
-    label = f"dvidql REST {codec}"
+                  codec: str, volume: np.ndarray, offsets: list[Offset], repeats: int, *,
+                  box: int, label: str) -> None:
     names: dict[int, str] = {}
 
     def start(repeat: int) -> Callable[[int, np.ndarray], object]:
         name = f"{codec.replace(':', 'q')}r{repeat}"
-        http.post(f"/api/repo/{root}/instance", json={
-            "typename": "uint8blk", "dataname": name, "BlockSize": f"{BLOCK},{BLOCK},{BLOCK}",
-            "Compression": codec}).raise_for_status()
+        add_grayscale(http, root, name, codec)
         names[repeat] = name
-        prefix = f"/api/node/{root}/{name}/raw/0_1_2/{SIZE}_{SIZE}_{SLAB}/0_0_"
-        return lambda z, slab: conn.request("POST", f"{prefix}{z}", slab)
+        return slab_writer(conn, root, name, volume.shape[0])
 
     timed_writes(bench, label, volume, repeats, start)
-    base = f"/api/node/{root}/{names[0]}/raw/0_1_2/{BOX}_{BOX}_{BOX}/"
+    base = f"/api/node/{root}/{names[0]}/raw/0_1_2/{box}_{box}_{box}/"
     paths = [base + "_".join(map(str, offset)) for offset in offsets]
-    out = bytearray(BOX_BYTES)
+    out = bytearray(box**3)
     bench.measure(label, lambda i: conn.request("GET", paths[i], out=out), len(paths),
-                  group="read 256^3 boxes", nbytes=BOX_BYTES)
+                  group=read_group(box), nbytes=box**3)
     for path, offset in zip(paths, offsets, strict=True):
-        got = np.frombuffer(conn.request("GET", path, out=out), np.uint8).reshape((BOX,) * 3)
-        want = box_of(volume, offset)
+        got = np.frombuffer(conn.request("GET", path, out=out), np.uint8).reshape((box,) * 3)
+        want = box_of(volume, offset, box)
         if codec.startswith("jpeg"):
             rmse = float(np.sqrt(np.mean((got.astype(np.float32) - want) ** 2)))
             if rmse > 4:
@@ -232,16 +253,13 @@ def _dvidql_codec(bench: Bench, http: httpx.Client, conn: HttpConnection, root: 
 def run_transport(bench: Bench, count: int) -> None:
     """The ceiling: a bare Starlette handler returning 16 MiB, same server stack and client."""
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--port", str(port),
-           "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-           "--no-access-log"]
-    with serve(cmd, port, {"BENCH_VALUE_BYTES": str(BOX_BYTES)}):
+    with serve(baseline_command(port), port, {"BENCH_VALUE_BYTES": str(BOX_BYTES)}):
         conn = HttpConnection("127.0.0.1", port)
         out = bytearray(BOX_BYTES)
         try:
             bench.measure("bare starlette 16 MiB (transport ceiling)",
                           lambda i: conn.request("GET", "/api/node/u/kv/key/k", out=out),
-                          count, group="read 256^3 boxes", nbytes=BOX_BYTES)
+                          count, group=read_group(BOX), nbytes=BOX_BYTES)
         finally:
             conn.close()
 

@@ -6,51 +6,39 @@ Run: ``python -m bench.bench_rest_get [--seconds 5] [--clients 16] [--value-byte
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
 
 import httpx
 
-from bench.harness import Bench
-from bench.loadgen import LoadResult, run_load
+from bench.harness import Bench, baseline_command, dvidql_command, free_port, serve
+from bench.loadgen import LoadResult, measure_load, record_load
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def put_keys(url: str, values: Mapping[str, bytes]) -> dict[str, str]:
+    """Write ``values`` (key -> bytes) into a new repo's keyvalue instance ``kv`` at the root,
+    commit it and make a child version; returns each key's GET path at the child, so reads
+    resolve the value through an ancestor version. Checks that each GET returns its value."""
+    with httpx.Client(base_url=url, timeout=60) as http:
+        root = http.post("/api/repos", json={}).json()["root"]
+        http.post(f"/api/repo/{root}/instance",
+                  json={"typename": "keyvalue", "dataname": "kv"}).raise_for_status()
+        for key, value in values.items():
+            http.post(f"/api/node/{root}/kv/key/{key}", content=value).raise_for_status()
+        http.post(f"/api/node/{root}/commit").raise_for_status()
+        leaf = http.post(f"/api/node/{root}/newversion").json()["child"]
+    paths = {key: f"/api/node/{leaf}/kv/key/{key}" for key in values}
+    check_keys(url, paths, values)
+    return paths
 
 
-@contextmanager
-def _serve(cmd: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
-    process = subprocess.Popen(cmd, env={**os.environ, **env})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"{cmd[:4]} did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(15)
-
-
-def _measure(port: int, path: str, clients: int, seconds: float) -> LoadResult:
-    asyncio.run(run_load("127.0.0.1", port, path, clients=clients, seconds=1.0))  # warm-up
-    return asyncio.run(run_load("127.0.0.1", port, path, clients=clients, seconds=seconds))
+def check_keys(url: str, paths: Mapping[str, str], values: Mapping[str, bytes]) -> None:
+    """Fail unless ``GET paths[key]`` on ``url`` returns ``values[key]`` for every key."""
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for key, path in paths.items():
+            if http.get(path).content != values[key]:
+                raise AssertionError(f"GET {url}{path} does not return the value written")
 
 
 def main() -> None:
@@ -63,37 +51,22 @@ def main() -> None:
     results: dict[str, LoadResult] = {}
 
     with tempfile.TemporaryDirectory() as data:
-        port = _free_port()
-        cmd = [sys.executable, "-m", "dvidql", "serve", "--data", data, "--port", str(port),
-               "--log-level", "warning"]
-        with _serve(cmd, port, {}) as url, httpx.Client(base_url=url) as http:
-            root = http.post("/api/repos", json={}).json()["root"]
-            http.post(f"/api/repo/{root}/instance",
-                      json={"typename": "keyvalue", "dataname": "kv"})
-            http.post(f"/api/node/{root}/kv/key/k", content=value)
-            http.post(f"/api/node/{root}/commit")
-            leaf = http.post(f"/api/node/{root}/newversion").json()["child"]
-            path = f"/api/node/{leaf}/kv/key/k"
-            assert http.get(path).content == value
-            results["dvidql GET key"] = _measure(port, path, args.clients, args.seconds)
+        port = free_port()
+        with serve(dvidql_command(port, "--data", data), port) as url:
+            path = put_keys(url, {"k": value})["k"]
+            results["dvidql GET key"] = measure_load(port, path, clients=args.clients,
+                                                     seconds=args.seconds)
 
-    port = _free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--port", str(port),
-           "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-           "--no-access-log"]
-    with _serve(cmd, port, {"BENCH_VALUE_BYTES": str(args.value_bytes)}):
-        results["bare starlette handler"] = _measure(port, "/api/node/u/kv/key/k",
-                                                     args.clients, args.seconds)
+    port = free_port()
+    with serve(baseline_command(port), port, {"BENCH_VALUE_BYTES": str(args.value_bytes)}):
+        results["bare starlette handler"] = measure_load(
+            port, "/api/node/u/kv/key/k", clients=args.clients, seconds=args.seconds)
 
     bench = Bench("rest_get", warmup=1, repeats=1,
                   params={"clients": args.clients, "seconds": args.seconds,
                           "value_bytes": args.value_bytes, "server": "uvicorn uvloop+httptools"})
     for name, result in results.items():
-        bench.record(name, result.requests, [int(result.seconds * 1e9)],
-                     [int(latency * 1e9) for latency in result.latencies],
-                     baseline=name == "bare starlette handler")
-        if result.errors:
-            print(f"warning: {result.errors} non-200 responses for {name}")
+        record_load(bench, name, result, baseline=name == "bare starlette handler")
     bench.report()
 
 

@@ -10,7 +10,8 @@ reported). Synchronous operations use :meth:`Bench.measure`, coroutine functions
 Cases that move bytes can give ``nbytes`` (bytes per operation) to get an MB/s column
 (MB = 10^6 bytes). Cases can be put in named ``group``s, each with its own baseline, so one
 record can compare, say, reads with reads and writes with writes. :func:`serve` runs a server
-command for the length of a ``with`` block.
+command for the length of a ``with`` block; :func:`dvidql_command` and :func:`baseline_command`
+are the commands that run dvidql and the bare handler it is compared with.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESULTS_DIR", "Bench", "CaseResult", "free_port", "percentile", "serve"]
+__all__ = ["RESULTS_DIR", "Bench", "CaseResult", "baseline_command", "dvidql_command",
+           "free_port", "percentile", "serve"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -235,6 +237,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def dvidql_command(port: int, *store: str) -> list[str]:
+    """``dvidql serve`` on 127.0.0.1:``port`` with the store options ``store`` (``--data DIR``,
+    or ``--meta URL --blobs URL ...``), logging warnings only, as every benchmark runs it."""
+    return [sys.executable, "-m", "dvidql", "serve", *store, "--port", str(port),
+            "--log-level", "warning"]
+
+
+def baseline_command(port: int) -> list[str]:
+    """The bare Starlette handler of ``bench/baseline_app.py`` (value size from the
+    ``BENCH_VALUE_BYTES`` environment variable) under dvidql's uvicorn configuration."""
+    return [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--port", str(port),
+            "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
+            "--no-access-log"]
 
 
 @contextmanager

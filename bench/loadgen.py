@@ -1,15 +1,19 @@
 """A small HTTP/1.1 keep-alive load generator on raw asyncio streams.
 
 It costs far less per request than an HTTP client library, so on a two-core machine most of
-the CPU goes to the server under test."""
+the CPU goes to the server under test. Several ports spread the clients over several server
+processes of one service, whose aggregate is what :func:`run_load` then reports."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["LoadResult", "run_load"]
+from bench.harness import Bench, CaseResult
+
+__all__ = ["LoadResult", "measure_load", "record_load", "run_load"]
 
 
 @dataclass(frozen=True)
@@ -45,14 +49,36 @@ async def _client(host: str, port: int, request: bytes, stop_at: float,
         writer.close()
 
 
-async def run_load(host: str, port: int, path: str, *, clients: int = 16,
+async def run_load(host: str, port: int | Sequence[int], path: str, *, clients: int = 16,
                    seconds: float = 5.0) -> LoadResult:
-    """GET ``path`` from ``clients`` concurrent keep-alive connections for ``seconds``."""
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    """GET ``path`` from ``clients`` concurrent keep-alive connections for ``seconds``; with
+    several ports, client ``i`` talks to ``ports[i % len(ports)]``."""
+    ports = [port] if isinstance(port, int) else list(port)
+    requests = {p: f"GET {path} HTTP/1.1\r\nHost: {host}:{p}\r\n\r\n".encode() for p in ports}
     latencies: list[float] = []
     errors = [0]
     started = time.perf_counter()
     stop_at = started + seconds
-    await asyncio.gather(*(_client(host, port, request, stop_at, latencies, errors)
-                           for _ in range(clients)))
+    await asyncio.gather(*(
+        _client(host, p, requests[p], stop_at, latencies, errors)
+        for p in (ports[i % len(ports)] for i in range(clients))))
     return LoadResult(len(latencies), time.perf_counter() - started, latencies, errors[0])
+
+
+def measure_load(port: int | Sequence[int], path: str, *, clients: int, seconds: float,
+                 warmup: float = 1.0) -> LoadResult:
+    """:func:`run_load` on 127.0.0.1 after an untimed ``warmup`` of the same load, so that
+    connection set-up and the servers' first requests are not timed."""
+    asyncio.run(run_load("127.0.0.1", port, path, clients=clients, seconds=warmup))
+    return asyncio.run(run_load("127.0.0.1", port, path, clients=clients, seconds=seconds))
+
+
+def record_load(bench: Bench, case: str, result: LoadResult, *, baseline: bool = False,
+                group: str = "", nbytes: int | None = None) -> CaseResult:
+    """Add a load run to ``bench`` as one repeat of ``result.requests`` operations (warning
+    about non-200 answers, which would make the rate meaningless)."""
+    if result.errors:
+        print(f"warning: {result.errors} non-200 responses for {case}")
+    return bench.record(case, result.requests, [int(result.seconds * 1e9)],
+                        [int(latency * 1e9) for latency in result.latencies], baseline,
+                        group=group, nbytes=nbytes)
