@@ -1,22 +1,18 @@
-"""Stored form of image blocks, byte-compatible with DVID's value serialization (§2.3).
-
-A stored block is one format byte, ``compression << 5 | checksum << 3`` (we never add a
-checksum), followed by the payload: raw bytes, a gzip stream, an LZ4 block prefixed by its
-uncompressed length (uint32 LE), or a grayscale JPEG whose width is the block's X size and whose
-height is Y·Z rows, the layout neuroglancer decodes from ``subvolblocks``.
+"""Stored form of image blocks, byte-compatible with DVID's value serialization (§2.3,
+:mod:`dvidql.codec.serialization`): raw, gzip or LZ4 voxels, or a grayscale JPEG whose width
+is the block's X size and whose height is Y·Z rows, the layout neuroglancer decodes from
+``subvolblocks``.
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
 from dataclasses import dataclass
 
-import lz4.block
 import numpy as np
 import simplejpeg
 from typing_extensions import Buffer
 
+from dvidql.codec.serialization import JPEG, NAMES, deserialize, serialize, stored_format
 from dvidql.errors import BadRequest
 
 __all__ = [
@@ -27,12 +23,8 @@ __all__ = [
     "stored_jpeg",
 ]
 
-NONE, GZIP, LZ4, JPEG = 0, 2, 4, 5
-_FORMATS = {"none": NONE, "gzip": GZIP, "lz4": LZ4, "jpeg": JPEG}
-_NAMES = {v: k for k, v in _FORMATS.items()}
-_LENGTH = struct.Struct("<I")
+_FORMATS = {name: number for number, name in NAMES.items()}
 DEFAULT_JPEG_QUALITY = 75  # Go's image/jpeg default, which DVID uses
-GZIP_LEVEL = 6
 
 
 @dataclass(frozen=True)
@@ -89,35 +81,19 @@ def _decode_jpeg(payload: Buffer, shape: tuple[int, ...]) -> np.ndarray:
 def encode_block(block: np.ndarray, codec: BlockCodec) -> bytes:
     """The stored form of a C-ordered (z, y, x) uint8 block."""
     fmt = _FORMATS[codec.name]
-    header = bytes([fmt << 5])
     if fmt == JPEG:
-        return header + encode_jpeg(block, codec.quality)
-    raw = np.ascontiguousarray(block).data
-    if fmt == LZ4:
-        return header + _LENGTH.pack(raw.nbytes) + lz4.block.compress(raw, store_size=False)
-    if fmt == GZIP:
-        packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-        return header + packer.compress(raw) + packer.flush()
-    return header + bytes(raw)
+        return bytes([fmt << 5]) + encode_jpeg(block, codec.quality)
+    return serialize(np.ascontiguousarray(block).data, fmt)
 
 
 def decode_block(stored: Buffer, shape: tuple[int, int, int]) -> np.ndarray:
     """The (z, y, x) uint8 voxels of a stored block (read-only, and a view of ``stored``, when
     no copy was needed)."""
     view = memoryview(stored)
-    fmt = view[0] >> 5
-    size = shape[0] * shape[1] * shape[2]
-    if fmt == JPEG:
+    if stored_format(view) == JPEG:
         return _decode_jpeg(view[1:], shape)
-    if fmt == LZ4:
-        (length,) = _LENGTH.unpack_from(view, 1)
-        raw = lz4.block.decompress(view[5:], uncompressed_size=length)
-    elif fmt == GZIP:
-        raw = zlib.decompress(view[1:], 31)
-    elif fmt == NONE:
-        raw = view[1:]
-    else:
-        raise ValueError(f"stored block has unsupported compression {fmt}")
+    raw = deserialize(view)
+    size = shape[0] * shape[1] * shape[2]
     if len(raw) != size:
         raise ValueError(f"stored block holds {len(raw)} bytes, expected {size}")
     return np.frombuffer(raw, np.uint8).reshape(shape)
@@ -125,8 +101,8 @@ def decode_block(stored: Buffer, shape: tuple[int, int, int]) -> np.ndarray:
 
 def stored_jpeg(stored: bytes) -> bytes | None:
     """The JPEG bytes of a block stored as JPEG (None otherwise), served without re-coding."""
-    return stored[1:] if stored[0] >> 5 == JPEG else None
+    return stored[1:] if stored_format(stored) == JPEG else None
 
 
 def stored_codec_name(stored: bytes) -> str:
-    return _NAMES.get(stored[0] >> 5, "unknown")
+    return NAMES.get(stored_format(stored), "unknown")

@@ -7,7 +7,7 @@ The protobuf messages are DVID's (``datatype/keyvalue``)::
     message KeyRange  { string key = 1; int64 byte_start = 2; int64 byte_end = 3; }
     message Keys      { repeated string keys = 1; repeated KeyRange key_ranges = 2; }
 
-They are built from a descriptor at import time, so no generated module or protoc is needed.
+They are built from descriptors at import time (:mod:`dvidql.codec.protobuf`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import orjson
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from dvidql.codec.jsonbody import decode_json
+from dvidql.codec.protobuf import build_messages
 from dvidql.errors import BadRequest
 
 __all__ = [
@@ -35,36 +35,13 @@ __all__ = [
 ]
 
 
-def _build_messages() -> tuple[type, type]:
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="dvidql_keyvalue.proto", package="keyvalue", syntax="proto3"
-    )
-    f = descriptor_pb2.FieldDescriptorProto
-    optional, repeated = f.LABEL_OPTIONAL, f.LABEL_REPEATED
-
-    def message(name: str, fields: list[tuple[str, int, int, int, str]]) -> None:
-        msg = proto.message_type.add(name=name)
-        for field_name, number, label, kind, type_name in fields:
-            added = msg.field.add(name=field_name, number=number, label=label, type=kind)
-            if type_name:
-                added.type_name = type_name
-
-    message("KeyValue", [("key", 1, optional, f.TYPE_STRING, ""),
-                         ("value", 2, optional, f.TYPE_BYTES, "")])
-    message("KeyValues", [("kvs", 1, repeated, f.TYPE_MESSAGE, ".keyvalue.KeyValue")])
-    message("KeyRange", [("key", 1, optional, f.TYPE_STRING, ""),
-                         ("byte_start", 2, optional, f.TYPE_INT64, ""),
-                         ("byte_end", 3, optional, f.TYPE_INT64, "")])
-    message("Keys", [("keys", 1, repeated, f.TYPE_STRING, ""),
-                     ("key_ranges", 2, repeated, f.TYPE_MESSAGE, ".keyvalue.KeyRange")])
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    get = message_factory.GetMessageClass
-    return (get(pool.FindMessageTypeByName("keyvalue.KeyValues")),
-            get(pool.FindMessageTypeByName("keyvalue.Keys")))
-
-
-KeyValuesMessage, KeysMessage = _build_messages()
+_MESSAGES = build_messages("keyvalue", {
+    "KeyValue": [("key", 1, "string"), ("value", 2, "bytes")],
+    "KeyValues": [("kvs", 1, "repeated KeyValue")],
+    "KeyRange": [("key", 1, "string"), ("byte_start", 2, "int64"), ("byte_end", 3, "int64")],
+    "Keys": [("keys", 1, "repeated string"), ("key_ranges", 2, "repeated KeyRange")],
+})
+KeyValuesMessage, KeysMessage = _MESSAGES["KeyValues"], _MESSAGES["Keys"]
 
 
 @dataclass(frozen=True, slots=True)
