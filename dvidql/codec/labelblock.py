@@ -188,9 +188,10 @@ def decode_label_block(data: Buffer, shape: tuple[int, int, int]) -> np.ndarray:
             raise ValueError("label block has a voxel index beyond its sub-block's labels")
         value[rows] = group
     list_start = np.cumsum(ns) - ns
-    base = np.where(ns == 0, total, list_start).reshape(grid)
+    base = np.where(ns == 0, total, list_start).astype(np.int32).reshape(grid)
     gz, gy, gx = grid
     position = np.add(base[:, None, :, None, :, None],
                       value.reshape(gz, gy, gx, SUB, SUB, SUB).transpose(0, 3, 1, 4, 2, 5))
     lookup = np.append(palette.labels[indices], np.uint64(0))
-    return lookup.take(position).reshape(shape)
+    # Positions are in range by construction (checked above); "clip" skips take's own check.
+    return lookup.take(position, mode="clip").reshape(shape)
