@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.conftest import LiveServer, Store
@@ -197,3 +198,46 @@ async def test_committed_through_one_is_immutable_through_the_other(
         child = (await http_b.post(f"/api/node/{root}/newversion", json={})).json()["child"]
         assert (await http_a.post(f"/api/node/{child}/kv/key/x", content=b"3")).status_code == 200
         assert (await http_b.get(f"/api/node/{root[:8]}:master/kv/key/x")).content == b"3"
+
+
+async def test_grayscale_from_both_processes(two_servers: list[LiveServer]) -> None:
+    """Blocks posted through both processes at once land in S3 and PostgreSQL alike: every
+    voxel reads back through either one, the extents cover all of them, and a pyramid built
+    through one sees the other's blocks."""
+    a, b = two_servers
+    block, n = 32, 4  # a 4x4x1-block layer, each block posted separately
+    rng = np.random.default_rng(3)
+    truth = rng.integers(1, 255, (block, block * n, block * n), dtype=np.uint8)
+    async with httpx.AsyncClient(base_url=a.url, timeout=60) as http_a, \
+            httpx.AsyncClient(base_url=b.url, timeout=60) as http_b:
+        root = (await http_a.post("/api/repos", json={})).json()["root"]
+        made = await http_b.post(f"/api/repo/{root}/instance", json={
+            "typename": "uint8blk", "dataname": "g", "BlockSize": str(block),
+            "Compression": "lz4"})
+        assert made.status_code == 200, made.text
+
+        async def post(http: httpx.AsyncClient, i: int, j: int) -> None:
+            part = truth[:, j * block:(j + 1) * block, i * block:(i + 1) * block]
+            response = await http.post(
+                f"/api/node/{root}/g/raw/0_1_2/{block}_{block}_{block}/"
+                f"{i * block}_{j * block}_0", content=part.tobytes())
+            assert response.status_code == 200, response.text
+
+        await asyncio.gather(*(post((http_a, http_b)[(i + j) % 2], i, j)
+                               for i in range(n) for j in range(n)))
+        size = f"{block * n}_{block * n}_{block}"
+        for http in (http_a, http_b):
+            got = await http.get(f"/api/node/{root}/g/raw/0_1_2/{size}/0_0_0")
+            assert np.array_equal(np.frombuffer(got.content, np.uint8).reshape(truth.shape),
+                                  truth)
+            extended = (await http.get(f"/api/node/{root}/g/info")).json()["Extended"]
+            assert extended["MaxPoint"] == [block * n - 1, block * n - 1, block - 1]
+        built = await http_a.post(f"/api/node/{root}/g/pyramid")
+        assert built.status_code == 200, built.text
+        half = await http_b.get(f"/api/node/{root}/g_1/raw/0_1_2/{block * n // 2}_"
+                                f"{block * n // 2}_{block // 2}/0_0_0")
+        assert half.status_code == 200, half.text
+        sums = truth.reshape(block // 2, 2, block * n // 2, 2, block * n // 2, 2).sum(
+            axis=(1, 3, 5), dtype=np.uint16)
+        assert np.frombuffer(half.content, np.uint8).tolist() == \
+            ((sums + 4) // 8).astype(np.uint8).ravel().tolist()
