@@ -76,3 +76,11 @@ def test_one_block_time() -> None:
         seconds.append(time.perf_counter() - start)
     print(f"downres_labels 128^3 -> 64^3: best {min(seconds) * 1e3:.1f} ms of 5")
     np.testing.assert_array_equal(out[:4, :4, :4], _reference(children[:8, :8, :8]))
+
+
+def test_input_is_left_alone() -> None:
+    for shape in ((2, 2, 2), (4, 2, 6)):
+        children = np.arange(np.prod(shape), dtype=np.uint64).reshape(shape)[::-1].copy()
+        before = children.copy()
+        downres_labels(children)
+        np.testing.assert_array_equal(children, before)

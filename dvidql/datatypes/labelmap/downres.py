@@ -32,8 +32,9 @@ def downres_labels(children: np.ndarray) -> np.ndarray:
         raise ValueError(f"labels to downsample need 3 even edges, not {children.shape}")
     if children.dtype != np.uint64:
         raise ValueError(f"labels to downsample must be uint64, not {children.dtype}")
-    v = [np.ascontiguousarray(children[dz::2, dy::2, dx::2])
-         for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
+    # Copies, always: the network sorts in place, and a view (ascontiguousarray returns one
+    # for single voxels) would sort the caller's labels.
+    v = [children[dz::2, dy::2, dx::2].copy() for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
     for i, j in _NETWORK:
         low = np.minimum(v[i], v[j])
         np.maximum(v[i], v[j], out=v[j])
