@@ -49,6 +49,14 @@ class BlockCodec:
     def __str__(self) -> str:
         return f"jpeg:{self.quality}" if self.name == "jpeg" else self.name
 
+    dtype = np.dtype(np.uint8)
+
+    def encode(self, block: np.ndarray) -> bytes:
+        return encode_block(block, self)
+
+    def decode(self, stored: Buffer, shape: tuple[int, int, int]) -> np.ndarray:
+        return decode_block(stored, shape)
+
     def describe(self) -> str:
         """The text of the info JSON's ``Base.Compression``; neuroglancer looks for a
         lowercase ``jpeg`` in it to choose its JPEG block reader."""

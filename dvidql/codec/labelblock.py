@@ -17,17 +17,22 @@ the (at most 9) widths.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 from typing_extensions import Buffer
 
-__all__ = ["block_labels", "decode_label_block", "encode_label_block", "relabel_block"]
+from dvidql.codec.serialization import GZIP, LZ4, NONE, deserialize, serialize
+
+__all__ = ["LabelCodec", "block_labels", "decode_label_block", "encode_label_block",
+           "relabel_block"]
 
 SUB = 8  # sub-block edge
 SUB_VOXELS = SUB**3
 MAX_EDGE = 1024
 _HEADER = 16  # uint32 gx, gy, gz, N
+_COMPRESSIONS = {"gzip": GZIP, "lz4": LZ4, "none": NONE}
 # _WIDTH[ns]: bits per voxel of a sub-block with ns labels, ceil(log2(ns)); 0 for ns <= 1
 _WIDTH = np.array([0, 0, *((n - 1).bit_length() for n in range(2, SUB_VOXELS + 1))], np.int64)
 _SHIFTS = np.arange(_WIDTH[-1] - 1, -1, -1, dtype=np.uint16)  # bit numbers 8..0, MSB first
@@ -195,3 +200,28 @@ def decode_label_block(data: Buffer, shape: tuple[int, int, int]) -> np.ndarray:
     lookup = np.append(palette.labels[indices], np.uint64(0))
     # Positions are in range by construction (checked above); "clip" skips take's own check.
     return lookup.take(position, mode="clip").reshape(shape)
+
+
+@dataclass(frozen=True)
+class LabelCodec:
+    """How a labelmap instance stores blocks: the compressed label block in DVID's value
+    serialization with ``gzip`` (DVID's default for labelmap), ``lz4`` or ``none``."""
+
+    name: str = "gzip"
+    dtype = np.dtype(np.uint64)
+
+    @classmethod
+    def parse(cls, text: str) -> LabelCodec:
+        name = text.strip().lower()
+        if name not in _COMPRESSIONS:
+            raise ValueError(f"unknown label block compression {text!r}; use gzip, lz4 or none")
+        return cls(name)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def encode(self, block: np.ndarray) -> bytes:
+        return serialize(encode_label_block(block), _COMPRESSIONS[self.name])
+
+    def decode(self, stored: Buffer, shape: tuple[int, int, int]) -> np.ndarray:
+        return decode_label_block(deserialize(stored), shape)

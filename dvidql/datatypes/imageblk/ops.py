@@ -1,4 +1,6 @@
-"""uint8blk operations: the one implementation behind REST, GraphQL, ingest and pyramids.
+"""Block-volume operations: the one implementation behind REST, GraphQL, ingest and pyramids
+of the voxel types (uint8blk grayscale, labelmap segmentation); each instance's layout says
+how its blocks are encoded and what its voxels are.
 
 Blocks are encoded and decoded on a small thread pool (the codecs release the GIL), a batch
 of blocks per thread hop, and go to the blob store in one batch before the metadata
@@ -12,7 +14,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from typing_extensions import Buffer
 
-from dvidql.codec.imageblock import decode_block, encode_block
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import Layout, layout
 from dvidql.datatypes.imageblk.keys import (
@@ -57,10 +58,10 @@ async def read_stored(h: DataHandle, coords: Sequence[Point]) -> list[bytes | No
 
 
 async def decode_stored(h: DataHandle, stored: Sequence[bytes | None]) -> list[np.ndarray | None]:
-    shape = layout(h.instance).block_shape
+    lay = layout(h.instance)
 
     def work(part: Sequence[bytes | None]) -> list[np.ndarray | None]:
-        return [None if s is None else decode_block(s, shape) for s in part]
+        return [None if s is None else lay.codec.decode(s, lay.block_shape) for s in part]
 
     return await in_parallel(stored, work)
 
@@ -69,17 +70,17 @@ async def read_box(h: DataHandle, box: Box) -> np.ndarray:
     """The box's (z, y, x) voxels; background where nothing was written. Blocks are decoded
     straight from the store's memory where it allows, on the worker threads."""
     lay = layout(h.instance)
-    check_request_size(h, box.voxels)
+    check_request_size(h, box.voxels * lay.dtype.itemsize)
     lo, hi = box.block_span(lay.block)
     coords = block_coords(lo, hi)
     entries = await h.kv.get_raw_many(h.instance_id, [block_tkey(tuple(c)) for c in coords],
                                       h.lineage)
     present = [i for i, e in enumerate(entries) if e is not None]
-    out = new_volume(box, len(present) == len(entries), lay.background)
+    out = new_volume(box, len(present) == len(entries), lay.background, lay.dtype)
 
     def place(index: int, stored: Buffer) -> None:
         coord = coords[present[index]]
-        paste(out, box, lay.block, coord, decode_block(stored, lay.block_shape))
+        paste(out, box, lay.block, coord, lay.codec.decode(stored, lay.block_shape))
 
     await h.kv.visit([entries[i] for i in present], place)  # type: ignore[misc]
     return out
@@ -105,7 +106,7 @@ async def write_box(h: DataHandle, box: Box, volume: np.ndarray) -> int:
     """Store a block-aligned (z, y, x) volume; returns the mutation id."""
     lay = layout(h.instance)
     box.require_aligned(lay.block)
-    check_request_size(h, box.voxels)
+    check_request_size(h, box.voxels * lay.dtype.itemsize)
     if volume.shape != box.shape:
         raise BadRequest(f"voxel data has shape {volume.shape}, expected {box.shape} (z, y, x)")
     return await write_blocks(h, list(split_blocks(volume, box, lay.block)))
@@ -126,12 +127,14 @@ async def write_blocks(
                    [max(c[i] for c, _ in blocks) for i in range(3)]):
         Box(tuple(c * b for c, b in zip(corner, lay.block, strict=True)), lay.block)  # type: ignore[arg-type]
     for coord, voxels in blocks:
+        if voxels.dtype != lay.dtype:
+            raise BadRequest(f"block {coord} holds {voxels.dtype} voxels, expected {lay.dtype}")
         if voxels.shape != lay.block_shape:
             raise BadRequest(f"block {coord} has shape {voxels.shape}, expected "
                              f"{lay.block_shape} (z, y, x)")
 
     def work(part: Sequence[tuple[Point, np.ndarray]]) -> list[bytes]:
-        return [encode_block(voxels, lay.codec) for _, voxels in part]
+        return [lay.codec.encode(voxels) for _, voxels in part]
 
     entries = await h.kv.encode_many(await in_parallel(blocks, work), blob=True)
     versioned = h.instance.versioned
