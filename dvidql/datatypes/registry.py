@@ -5,11 +5,13 @@ from __future__ import annotations
 from dvidql.datatypes.base import Datatype
 from dvidql.datatypes.imageblk import Uint8BlkType
 from dvidql.datatypes.keyvalue import KeyValueType
+from dvidql.datatypes.labelmap import LabelmapType
 from dvidql.errors import NotFound
 
 __all__ = ["DATATYPES", "get_datatype"]
 
-DATATYPES: dict[str, Datatype] = {t.type_name: t for t in (KeyValueType(), Uint8BlkType())}
+DATATYPES: dict[str, Datatype] = {
+    t.type_name: t for t in (KeyValueType(), Uint8BlkType(), LabelmapType())}
 
 
 def get_datatype(name: str) -> Datatype:

@@ -14,7 +14,7 @@ from starlette.routing import Route, compile_path
 
 from dvidql.datatypes.base import DataHandle
 from dvidql.errors import BadRequest, NotFound
-from dvidql.rest import imageblk, keyvalue
+from dvidql.rest import imageblk, keyvalue, labelmap
 from dvidql.rest.common import TypeRoute, caller, json_body, json_response, service
 from dvidql.rest.server import help_text
 
@@ -50,7 +50,8 @@ COMMON_ROUTES = [
 ]
 
 TYPE_ROUTES: dict[str, list[TypeRoute]] = {"keyvalue": keyvalue.routes,
-                                             "uint8blk": imageblk.routes}
+                                             "uint8blk": imageblk.routes,
+                                             "labelmap": labelmap.routes}
 
 _Compiled = tuple[TypeRoute, re.Pattern[str], dict[str, Convertor[Any]]]
 

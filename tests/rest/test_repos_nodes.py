@@ -15,11 +15,13 @@ def test_server_info_types_help(client: httpx.Client) -> None:
         assert field in info
     assert client.get("/api/server/types").json() == {
         "keyvalue": "github.com/janelia-flyem/dvid/datatype/keyvalue",
+        "labelmap": "github.com/janelia-flyem/dvid/datatype/labelmap",
         "uint8blk": "github.com/janelia-flyem/dvid/datatype/imageblk/uint8blk"}
     index = client.get("/api/help")
     assert index.status_code == 200 and "/api/repos" in index.text
     assert "keyrangevalues" in client.get("/api/help/keyvalue").text
     assert "subvolblocks" in client.get("/api/help/uint8blk").text
+    assert "labels" in client.get("/api/help/labelmap").text
     assert client.get("/api/help/nosuchtype").status_code == 404
 
 

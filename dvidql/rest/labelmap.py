@@ -1,0 +1,95 @@
+"""labelmap endpoints with DVID's paths and byte layouts (packed uint64 LE voxels)."""
+
+from __future__ import annotations
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dvidql.codec.jsonbody import decode_json
+from dvidql.datatypes.base import DataHandle
+from dvidql.datatypes.imageblk import layout
+from dvidql.datatypes.imageblk import ops as volume_ops
+from dvidql.datatypes.labelmap import ops
+from dvidql.datatypes.voxels import INT32_MAX, INT32_MIN, Geometry, parse_geometry, parse_point
+from dvidql.errors import BadRequest
+from dvidql.rest.common import TypeRoute, json_response, read_body, service
+
+__all__ = ["routes"]
+
+_OCTET = "application/octet-stream"
+_LE = np.dtype("<u8")
+
+
+def _read_options(request: Request) -> None:
+    """The query parameters labelmap reads take; those of features not built yet are
+    refused rather than ignored."""
+    params = request.query_params
+    if params.get("scale", "0") != "0":
+        raise BadRequest("only scale 0 is served so far; lower scales are not built yet")
+    if params.get("supervoxels", "false").lower() not in ("true", "false"):
+        raise BadRequest("supervoxels must be true or false")
+    if params.get("compression"):
+        raise BadRequest(f"compression={params['compression']} is not supported yet; "
+                         "omit it for packed uint64 voxels")
+
+
+def _geometry_3d(dims: str, size: str, offset: str) -> Geometry:
+    geometry = parse_geometry(dims, size, offset)
+    if not geometry.is_3d:
+        raise BadRequest("labelmap serves 3D boxes (dims 0_1_2) so far, not 2D images")
+    return geometry
+
+
+async def raw(request: Request, h: DataHandle, dims: str, size: str, offset: str) -> Response:
+    geometry = _geometry_3d(dims, size, offset)
+    async with service(request).throttle(request.query_params.get("throttle") == "true"):
+        if request.method == "POST":
+            return await _post_raw(request, h, geometry)
+        _read_options(request)
+        volume = await volume_ops.read_box(h, geometry.box)
+    return Response(volume.astype(_LE, copy=False).data.cast("B"), media_type=_OCTET)
+
+
+async def _post_raw(request: Request, h: DataHandle, geometry: Geometry) -> Response:
+    if request.query_params.get("compression"):
+        raise BadRequest("compressed raw POSTs are not supported yet; send packed uint64 LE")
+    box = geometry.box
+    box.require_aligned(layout(h.instance).block)
+    volume_ops.check_request_size(h, box.voxels * 8)
+    body = await read_body(request)
+    if len(body) != box.voxels * 8:
+        raise BadRequest(f"the body has {len(body)} bytes but a {geometry.url()} box of uint64 "
+                         f"voxels needs {box.voxels * 8}")
+    volume = np.frombuffer(body, _LE).reshape(box.shape).astype(np.uint64, copy=False)
+    mutation_id = await volume_ops.write_box(h, box, volume)
+    return Response(headers={"X-Mutation-Id": str(mutation_id)})
+
+
+async def label(request: Request, h: DataHandle, point: str) -> Response:
+    _read_options(request)
+    found = await ops.labels_at(h, np.array([parse_point(point, 3, "point")]))
+    return json_response({"Label": int(found[0])})
+
+
+async def labels(request: Request, h: DataHandle) -> Response:
+    """``GET`` with a JSON body of ``[[x, y, z], ...]`` (as DVID), or ``POST`` of the same."""
+    _read_options(request)
+    points = decode_json(await read_body(request), list, "a JSON list of [x, y, z] points")
+    if not all(isinstance(p, list) and len(p) == 3 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in p) for p in points):
+        raise BadRequest("request body must be a JSON list of [x, y, z] integer points")
+    array = np.array(points, np.int64).reshape(-1, 3)
+    if array.size and (array.min() < INT32_MIN or array.max() > INT32_MAX):
+        raise BadRequest("points must lie within the 32-bit coordinate range")
+    return json_response([int(v) for v in await ops.labels_at(h, array)])
+
+
+_GEOMETRY = "/{dims}/{size}/{offset}"
+routes = [
+    TypeRoute("/raw" + _GEOMETRY, frozenset({"GET", "POST"}), raw,
+              "GET a 3D box of packed uint64 LE labels; POST a block-aligned box of them"),
+    TypeRoute("/label/{point}", frozenset({"GET"}), label, "the label at x_y_z (JSON)"),
+    TypeRoute("/labels", frozenset({"GET", "POST"}), labels,
+              "labels at many points: a JSON body [[x,y,z],...] -> [label,...]"),
+]

@@ -1,0 +1,141 @@
+"""labelmap over HTTP against numpy: real fly segmentation ingested block-aligned, read back
+as unaligned boxes and at points, across versions, with bad input refused unchanged."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.rest.conftest import child
+from tests.rest.test_bad_input import assert_error
+
+FIXTURES = Path(__file__).resolve().parents[1] / "codec" / "fixtures"
+EDGE = 64
+
+
+def _sample(name: str) -> np.ndarray:
+    raw = gzip.decompress((FIXTURES / f"{name}-64x64x64-sample1.dat.gz").read_bytes())
+    return np.frombuffer(raw, "<u8").reshape(EDGE, EDGE, EDGE).astype(np.uint64)
+
+
+def _repo(client: httpx.Client, **settings: str) -> str:
+    root = client.post("/api/repos", json={}).json()["root"]
+    made = client.post(f"/api/repo/{root}/instance",
+                       json={"typename": "labelmap", "dataname": "seg", **settings})
+    assert made.status_code == 200, made.text
+    return root
+
+
+def _post(client: httpx.Client, uuid: str, offset: tuple[int, int, int],
+          labels: np.ndarray) -> httpx.Response:
+    z, y, x = labels.shape
+    return client.post(f"/api/node/{uuid}/seg/raw/0_1_2/{x}_{y}_{z}/{'_'.join(map(str, offset))}",
+                       content=labels.astype("<u8").tobytes())
+
+
+def _box(client: httpx.Client, uuid: str, offset: tuple[int, int, int],
+         size: tuple[int, int, int]) -> np.ndarray:
+    response = client.get(f"/api/node/{uuid}/seg/raw/0_1_2/{'_'.join(map(str, size))}/"
+                          f"{'_'.join(map(str, offset))}")
+    assert response.status_code == 200, response.text
+    return np.frombuffer(response.content, "<u8").reshape(size[::-1])
+
+
+@pytest.fixture
+def volume() -> np.ndarray:
+    """Two real 64^3 segmentation blocks side by side along x: (z, y, x) = 64 x 64 x 128."""
+    return np.concatenate([_sample("fib19"), _sample("cx")], axis=2)
+
+
+@pytest.mark.parametrize("compression", ["gzip", "lz4", "none"])
+def test_ingest_and_read_boxes(client: httpx.Client, volume: np.ndarray,
+                               compression: str) -> None:
+    root = _repo(client, Compression=compression)
+    assert _post(client, root, (64, 0, 0), volume).status_code == 200  # blocks 1 and 2
+    truth = np.zeros((64, 64, 256), np.uint64)
+    truth[:, :, 64:192] = volume
+    assert np.array_equal(_box(client, root, (0, 0, 0), (256, 64, 64)), truth)
+    # unaligned, across block boundaries, partly outside what was written (zeros)
+    for offset, size in (((100, 7, 3), (70, 50, 40)), ((30, -5, 60), (100, 20, 10)),
+                         ((127, 31, 31), (2, 2, 2))):
+        x, y, z = offset
+        sx, sy, sz = size
+        padded = np.zeros((64 + 20, 64 + 20, 256), np.uint64)
+        padded[10:74, 10:74] = truth
+        want = padded[z + 10:z + 10 + sz, y + 10:y + 10 + sy, x:x + sx]
+        assert np.array_equal(_box(client, root, offset, size), want), offset
+    assert np.array_equal(_box(client, root, (64, 0, 0), (128, 64, 64)),
+                          _box(client, root, (64, 0, 0), (128, 64, 64)))
+
+
+def test_labels_at_points(client: httpx.Client, volume: np.ndarray) -> None:
+    root = _repo(client)
+    assert _post(client, root, (0, 0, 0), volume).status_code == 200
+    rng = np.random.default_rng(5)
+    points = [*rng.integers(0, [128, 64, 64], (300, 3)).tolist(), [-1, 0, 0], [500, 5, 5]]
+    want = [int(volume[z, y, x]) if 0 <= x < 128 and 0 <= y < 64 and 0 <= z < 64 else 0
+            for x, y, z in points]
+    assert client.request("GET", f"/api/node/{root}/seg/labels", json=points).json() == want
+    assert client.post(f"/api/node/{root}/seg/labels", json=points).json() == want
+    x, y, z = points[0]
+    got = client.get(f"/api/node/{root}/seg/label/{x}_{y}_{z}", params={"supervoxels": "true"})
+    assert got.json() == {"Label": want[0]}
+    big = int(volume.max())
+    assert big > 2**32  # the fixture's ids need 64 bits: nothing is truncated on the way
+    assert big in client.post(f"/api/node/{root}/seg/labels", json=[
+        [int(i) for i in np.argwhere(volume == big)[0][::-1]]]).json()
+
+
+def test_info_and_versions(client: httpx.Client, volume: np.ndarray) -> None:
+    root = _repo(client, BlockSize="32", MaxDownresLevel="2")
+    info = client.get(f"/api/node/{root}/seg/info").json()
+    assert info["Base"]["TypeName"] == "labelmap"
+    assert "gzip" in info["Base"]["Compression"]
+    ext = info["Extended"]
+    assert ext["Values"] == [{"DataType": "uint64", "Label": "labelmap"}]
+    assert ext["BlockSize"] == [32, 32, 32] and ext["MaxDownresLevel"] == 2
+    assert ext["IndexedLabels"] is True and ext["MinPoint"] is None
+    assert _post(client, root, (0, 0, 0), volume[:32, :32, :64]).status_code == 200
+    version = child(client, root)
+    assert _post(client, version, (64, 0, 0), volume[:32, :32, 64:]).status_code == 200
+    parent = _box(client, root, (0, 0, 0), (128, 32, 32))
+    assert np.array_equal(parent[:, :, :64], volume[:32, :32, :64])
+    assert not parent[:, :, 64:].any()  # the child's blocks are invisible to the parent
+    assert np.array_equal(_box(client, version, (0, 0, 0), (128, 32, 32)), volume[:32, :32])
+    ext = client.get(f"/api/node/{root}/seg/info").json()["Extended"]
+    assert ext["MinPoint"] == [0, 0, 0] and ext["MaxPoint"] == [127, 31, 31]
+
+
+def test_bad_input_changes_nothing(client: httpx.Client, volume: np.ndarray) -> None:
+    root = _repo(client)
+    before = client.get(f"/api/repo/{root}/info").json()["MutationID"]
+    seg = f"/api/node/{root}/seg"
+    cases = [
+        (client.post(f"{seg}/raw/0_1_2/64_64_64/1_0_0", content=bytes(64**3 * 8)), "multiples"),
+        (client.post(f"{seg}/raw/0_1_2/64_64_64/0_0_0", content=bytes(100)), "needs"),
+        (client.post(f"{seg}/raw/0_1_2/64_64_64/0_0_0?compression=lz4", content=b"x"),
+         "not supported"),
+        (client.get(f"{seg}/raw/xy/64_64/0_0_0"), "3D"),
+        (client.get(f"{seg}/raw/0_1_2/0_64_64/0_0_0"), "positive"),
+        (client.get(f"{seg}/raw/0_1_2/64_64_64/0_0_0?scale=1"), "scale"),
+        (client.get(f"{seg}/label/1_2"), "3 integers"),
+        (client.post(f"{seg}/labels", content=b"[[1, 2]]"), "points"),
+        (client.post(f"{seg}/labels", content=b"{"), "JSON"),
+        (client.post(f"{seg}/labels", json=[[0, 0, 2**31]]), "32-bit"),
+    ]
+    for response, words in cases:
+        assert_error(response, 400, "BAD_REQUEST", words)
+    for settings, words in (({"BlockSize": "60"}, "multiples of 8"),
+                            ({"Compression": "jpeg"}, "Compression"),
+                            ({"MaxDownresLevel": "300"}, "MaxDownresLevel"),
+                            ({"IndexedLabels": "maybe"}, "IndexedLabels"),
+                            ({"Background": "3"}, "unknown setting")):
+        made = client.post(f"/api/repo/{root}/instance",
+                           json={"typename": "labelmap", "dataname": "other", **settings})
+        assert_error(made, 400, "BAD_REQUEST", words)
+    assert client.get(f"/api/repo/{root}/info").json()["MutationID"] == before
+    assert not _box(client, root, (0, 0, 0), (64, 64, 64)).any()
