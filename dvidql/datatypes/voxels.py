@@ -19,9 +19,11 @@ __all__ = [
     "Point",
     "block_coords",
     "new_volume",
+    "parse_block_list",
     "parse_geometry",
     "parse_point",
     "paste",
+    "span_coords",
     "split_blocks",
 ]
 
@@ -155,6 +157,27 @@ def parse_geometry(dims: str, size: str, offset: str) -> Geometry:
     geometry = Geometry(axes, sizes, start)  # type: ignore[arg-type]
     geometry.box  # noqa: B018 - validates sizes and the coordinate range
     return geometry
+
+
+def parse_block_list(text: str) -> list[Point]:
+    """Block coordinates given as ``x1,y1,z1,x2,y2,z2,...`` (``specificblocks``)."""
+    try:
+        numbers = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise BadRequest(f"blocks must be comma-separated integers x1,y1,z1,..., not "
+                         f"{text[:80]!r}") from None
+    if not numbers or len(numbers) % 3:
+        raise BadRequest("blocks needs a multiple of three integers: x1,y1,z1,x2,y2,z2,...")
+    coords = [(numbers[i], numbers[i + 1], numbers[i + 2]) for i in range(0, len(numbers), 3)]
+    for c in coords:
+        parse_point("_".join(map(str, c)), 3, "block coordinate")
+    return coords
+
+
+def span_coords(box: Box, block: Point) -> list[Point]:
+    """The coordinates of the blocks a box touches, in storage order (z, then y, then x)."""
+    lo, hi = box.block_span(block)
+    return [(int(x), int(y), int(z)) for x, y, z in block_coords(lo, hi)]
 
 
 def block_coords(lo: Point, hi: Point) -> np.ndarray:

@@ -3,7 +3,6 @@ encode."""
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
@@ -12,6 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dvidql.codec.blockstream import encode_block_stream
 from dvidql.codec.imageblock import encode_jpeg, stored_jpeg
 from dvidql.codec.images import ImageFormat, encode_image
 from dvidql.codec.jsonbody import decode_json
@@ -19,7 +19,15 @@ from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout, ops
 from dvidql.datatypes.imageblk.keys import block_tkey
 from dvidql.datatypes.imageblk.resample import read_arb, stretch_isotropic
-from dvidql.datatypes.voxels import Box, Geometry, Point, parse_geometry, parse_point
+from dvidql.datatypes.voxels import (
+    Box,
+    Geometry,
+    Point,
+    parse_block_list,
+    parse_geometry,
+    parse_point,
+    span_coords,
+)
 from dvidql.errors import BadRequest
 from dvidql.rest.common import (
     TypeRoute,
@@ -34,7 +42,6 @@ from dvidql.storage import keys as K
 __all__ = ["routes"]
 
 _OCTET = "application/octet-stream"
-_HEADER = struct.Struct("<iiii")
 
 
 def _throttle(request: Request) -> AbstractAsyncContextManager[None]:
@@ -159,12 +166,8 @@ async def _block_stream(request: Request, h: DataHandle, coords: Sequence[Point]
                     (encode_jpeg(voxels, quality) if compression == "jpeg" else voxels.tobytes())
                     for p, voxels in ((p, next(decoded) if p is None else None)
                                       for p in payloads)]  # type: ignore[misc]
-    parts: list[bytes] = []
-    for (coord, _), payload in zip(found, payloads, strict=True):
-        assert payload is not None
-        parts.append(_HEADER.pack(*coord, len(payload)))
-        parts.append(payload)
-    return b"".join(parts)
+    return encode_block_stream((coord, payload)  # type: ignore[misc]
+                               for (coord, _), payload in zip(found, payloads, strict=True))
 
 
 async def get_subvolblocks(request: Request, h: DataHandle, size: str,
@@ -172,26 +175,14 @@ async def get_subvolblocks(request: Request, h: DataHandle, size: str,
     box = Box(parse_point(offset, 3, "offset"), parse_point(size, 3, "size"))  # type: ignore[arg-type]
     lay = layout(h.instance)
     box.require_aligned(lay.block)
-    lo, hi = box.block_span(lay.block)
-    coords = [(x, y, z) for z in range(lo[2], hi[2] + 1) for y in range(lo[1], hi[1] + 1)
-              for x in range(lo[0], hi[0] + 1)]
+    coords = span_coords(box, lay.block)
     async with _throttle(request):
         return Response(await _block_stream(request, h, coords), media_type=_OCTET)
 
 
 async def get_specificblocks(request: Request, h: DataHandle) -> Response:
-    text = request.query_params.get("blocks", "")
-    try:
-        numbers = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise BadRequest(f"blocks must be comma-separated integers x1,y1,z1,..., not "
-                         f"{text[:80]!r}") from None
-    if not numbers or len(numbers) % 3:
-        raise BadRequest("blocks needs a multiple of three integers: x1,y1,z1,x2,y2,z2,...")
-    coords = [tuple(numbers[i:i + 3]) for i in range(0, len(numbers), 3)]
-    for c in coords:
-        parse_point("_".join(map(str, c)), 3, "block coordinate")
-    body = await _block_stream(request, h, coords)  # type: ignore[arg-type]
+    coords = parse_block_list(request.query_params.get("blocks", ""))
+    body = await _block_stream(request, h, coords)
     if request.query_params.get("prefetch", "").lower() in ("true", "on"):
         return Response(b"", media_type=_OCTET)
     return Response(body, media_type=_OCTET)
