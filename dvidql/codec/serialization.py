@@ -12,7 +12,8 @@ import zlib
 import lz4.block
 from typing_extensions import Buffer
 
-__all__ = ["GZIP", "JPEG", "LZ4", "NONE", "deserialize", "serialize", "stored_format"]
+__all__ = ["GZIP", "JPEG", "LZ4", "NONE", "deserialize", "gzip_bytes", "serialize",
+           "stored_format"]
 
 NONE, GZIP, LZ4, JPEG = 0, 2, 4, 5
 NAMES = {NONE: "none", GZIP: "gzip", LZ4: "lz4", JPEG: "jpeg"}
@@ -28,6 +29,12 @@ def stored_format(stored: Buffer) -> int:
     return view[0] >> 5
 
 
+def gzip_bytes(payload: Buffer) -> bytes:
+    """A gzip stream of ``payload`` (DVID's gzip payloads and wire formats)."""
+    packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+    return packer.compress(payload) + packer.flush()
+
+
 def serialize(payload: Buffer, compression: int) -> bytes:
     """The stored form of ``payload`` with ``compression`` (NONE, GZIP or LZ4)."""
     header = bytes([compression << 5])
@@ -35,8 +42,7 @@ def serialize(payload: Buffer, compression: int) -> bytes:
         raw = memoryview(payload)
         return header + _LENGTH.pack(raw.nbytes) + lz4.block.compress(raw, store_size=False)
     if compression == GZIP:
-        packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-        return header + packer.compress(payload) + packer.flush()
+        return header + gzip_bytes(payload)
     if compression == NONE:
         return header + bytes(payload)
     raise ValueError(f"cannot serialize with compression {compression}")

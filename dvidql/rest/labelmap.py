@@ -6,12 +6,23 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dvidql.codec.blockstream import decode_block_stream, encode_block_stream
 from dvidql.codec.jsonbody import decode_json
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk import ops as volume_ops
 from dvidql.datatypes.labelmap import ops
-from dvidql.datatypes.voxels import INT32_MAX, INT32_MIN, Geometry, parse_geometry, parse_point
+from dvidql.datatypes.voxels import (
+    INT32_MAX,
+    INT32_MIN,
+    Box,
+    Geometry,
+    Point,
+    parse_block_list,
+    parse_geometry,
+    parse_point,
+    span_coords,
+)
 from dvidql.errors import BadRequest
 from dvidql.rest.common import TypeRoute, json_response, read_body, service
 
@@ -21,7 +32,7 @@ _OCTET = "application/octet-stream"
 _LE = np.dtype("<u8")
 
 
-def _read_options(request: Request) -> None:
+def _read_options(request: Request, *, stream: bool = False) -> None:
     """The query parameters labelmap reads take; those of features not built yet are
     refused rather than ignored."""
     params = request.query_params
@@ -29,7 +40,7 @@ def _read_options(request: Request) -> None:
         raise BadRequest("only scale 0 is served so far; lower scales are not built yet")
     if params.get("supervoxels", "false").lower() not in ("true", "false"):
         raise BadRequest("supervoxels must be true or false")
-    if params.get("compression"):
+    if params.get("compression") and not stream:
         raise BadRequest(f"compression={params['compression']} is not supported yet; "
                          "omit it for packed uint64 voxels")
 
@@ -66,6 +77,55 @@ async def _post_raw(request: Request, h: DataHandle, geometry: Geometry) -> Resp
     return Response(headers={"X-Mutation-Id": str(mutation_id)})
 
 
+_STREAM_COMPRESSIONS = ("blocks", "lz4", "gzip", "uncompressed")
+
+
+def _stream_compression(request: Request, default: str) -> str:
+    wanted = request.query_params.get("compression", default)
+    if wanted not in _STREAM_COMPRESSIONS:
+        raise BadRequest(f"compression must be one of {', '.join(_STREAM_COMPRESSIONS)}, "
+                         f"not {wanted!r}")
+    return wanted
+
+
+async def _block_stream(request: Request, h: DataHandle, coords: list[Point],
+                        default: str) -> Response:
+    """The stored blocks among ``coords``, as DVID's block stream."""
+    _read_options(request, stream=True)
+    compression = _stream_compression(request, default)
+    lay = layout(h.instance)
+    volume_ops.check_request_size(h, len(coords) * lay.block_voxels * 8)
+    async with service(request).throttle(request.query_params.get("throttle") == "true"):
+        found = await ops.stream_payloads(h, coords, compression)
+    return Response(encode_block_stream(found), media_type=_OCTET)
+
+
+async def get_blocks(request: Request, h: DataHandle, size: str, offset: str) -> Response:
+    box = Box(parse_point(offset, 3, "offset"), parse_point(size, 3, "size"))  # type: ignore[arg-type]
+    box.require_aligned(layout(h.instance).block)
+    return await _block_stream(request, h, span_coords(box, layout(h.instance).block), "lz4")
+
+
+async def get_specificblocks(request: Request, h: DataHandle) -> Response:
+    coords = parse_block_list(request.query_params.get("blocks", ""))
+    return await _block_stream(request, h, coords, "blocks")
+
+
+async def post_blocks(request: Request, h: DataHandle) -> Response:
+    """DVID's ingest stream: per block its coordinates and the gzip of its compressed label
+    block; every block is checked before any is written, and all land in one transaction."""
+    if request.query_params.get("scale", "0") != "0":
+        raise BadRequest("only scale 0 is ingested so far; lower scales are not built yet")
+    try:
+        records = decode_block_stream(await read_body(request))
+    except ValueError as exc:
+        raise BadRequest(f"malformed block stream: {exc}") from None
+    if not records:
+        raise BadRequest("the block stream holds no blocks")
+    mutation_id = await ops.ingest_compressed(h, records)
+    return Response(headers={"X-Mutation-Id": str(mutation_id)})
+
+
 async def label(request: Request, h: DataHandle, point: str) -> Response:
     _read_options(request)
     found = await ops.labels_at(h, np.array([parse_point(point, 3, "point")]))
@@ -89,6 +149,12 @@ _GEOMETRY = "/{dims}/{size}/{offset}"
 routes = [
     TypeRoute("/raw" + _GEOMETRY, frozenset({"GET", "POST"}), raw,
               "GET a 3D box of packed uint64 LE labels; POST a block-aligned box of them"),
+    TypeRoute("/blocks/{size}/{offset}", frozenset({"GET"}), get_blocks,
+              "block stream of a block-aligned box (compression=lz4|gzip|blocks|uncompressed)"),
+    TypeRoute("/blocks", frozenset({"POST"}), post_blocks,
+              "ingest a block stream of gzipped compressed label blocks"),
+    TypeRoute("/specificblocks", frozenset({"GET"}), get_specificblocks,
+              "block stream of listed blocks (?blocks=x,y,z,...; compression as blocks)"),
     TypeRoute("/label/{point}", frozenset({"GET"}), label, "the label at x_y_z (JSON)"),
     TypeRoute("/labels", frozenset({"GET", "POST"}), labels,
               "labels at many points: a JSON body [[x,y,z],...] -> [label,...]"),

@@ -4,12 +4,16 @@ as unaligned boxes and at points, across versions, with bad input refused unchan
 from __future__ import annotations
 
 import gzip
+import struct
 from pathlib import Path
 
 import httpx
+import lz4.block
 import numpy as np
 import pytest
 
+from dvidql.codec.blockstream import decode_block_stream
+from dvidql.codec.labelblock import decode_label_block
 from tests.rest.conftest import child
 from tests.rest.test_bad_input import assert_error
 
@@ -139,3 +143,75 @@ def test_bad_input_changes_nothing(client: httpx.Client, volume: np.ndarray) -> 
         assert_error(made, 400, "BAD_REQUEST", words)
     assert client.get(f"/api/repo/{root}/info").json()["MutationID"] == before
     assert not _box(client, root, (0, 0, 0), (64, 64, 64)).any()
+
+
+def _stream(data: bytes) -> list[tuple[tuple[int, int, int], bytes]]:
+    return [(coord, bytes(payload)) for coord, payload in decode_block_stream(data)]
+
+
+def _unpack(payload: bytes, compression: str) -> np.ndarray:
+    if compression == "blocks":
+        return decode_label_block(gzip.decompress(payload), (EDGE, EDGE, EDGE))
+    raw = {"lz4": lambda p: lz4.block.decompress(p, uncompressed_size=EDGE**3 * 8),
+           "gzip": gzip.decompress, "uncompressed": bytes}[compression](payload)
+    return np.frombuffer(raw, "<u8").reshape(EDGE, EDGE, EDGE)
+
+
+@pytest.mark.parametrize("stored", ["gzip", "lz4"])
+def test_block_streams(client: httpx.Client, volume: np.ndarray, stored: str) -> None:
+    root = _repo(client, Compression=stored)
+    assert _post(client, root, (0, 0, 0), volume).status_code == 200  # blocks (0|1, 0, 0)
+    truth = {(0, 0, 0): volume[:, :, :64], (1, 0, 0): volume[:, :, 64:]}
+    seg = f"/api/node/{root}/seg"
+    for compression in ("lz4", "gzip", "blocks", "uncompressed"):
+        got = client.get(f"{seg}/blocks/192_64_64/0_0_0", params={"compression": compression})
+        assert got.status_code == 200, got.text
+        records = _stream(got.content)
+        assert [c for c, _ in records] == [(0, 0, 0), (1, 0, 0)]  # (2, 0, 0) was never written
+        for coord, payload in records:
+            assert np.array_equal(_unpack(payload, compression), truth[coord]), compression
+    listed = _stream(client.get(f"{seg}/specificblocks", params={"blocks": "1,0,0,5,5,5,0,0,0"}
+                                ).content)
+    assert [c for c, _ in listed] == [(1, 0, 0), (0, 0, 0)]
+    # what DVID's block stream gives, DVID's block ingest takes: a round trip to a new repo
+    other = _repo(client)
+    stream = client.get(f"{seg}/blocks/128_64_64/0_0_0", params={"compression": "blocks"})
+    assert client.post(f"/api/node/{other}/seg/blocks", content=stream.content
+                       ).status_code == 200
+    assert np.array_equal(_box(client, other, (0, 0, 0), (128, 64, 64)), volume)
+
+
+def test_post_blocks_takes_dvids_own_stream(client: httpx.Client) -> None:
+    root = _repo(client)
+    body = (FIXTURES / "stream_1block.dat").read_bytes()
+    ((coord, payload),) = _stream(body)
+    assert client.post(f"/api/node/{root}/seg/blocks", content=body).status_code == 200
+    want = decode_label_block(gzip.decompress(payload), (EDGE, EDGE, EDGE))
+    x, y, z = (c * EDGE for c in coord)
+    assert np.array_equal(_box(client, root, (x, y, z), (EDGE, EDGE, EDGE)), want)
+
+
+def test_bad_block_streams_change_nothing(client: httpx.Client, volume: np.ndarray) -> None:
+    root = _repo(client)
+    seg = f"/api/node/{root}/seg"
+    good = (FIXTURES / "stream_1block.dat").read_bytes()
+    ((_, payload),) = _stream(good)
+    before = client.get(f"/api/repo/{root}/info").json()["MutationID"]
+    header = struct.Struct("<iiii")
+    cases = [
+        (good[:-10], "malformed block stream"),
+        (good[:7], "malformed block stream"),
+        (header.pack(1, 0, 0, 5) + b"junk!", "not a gzipped label block"),
+        (good + header.pack(1, 0, 0, len(payload)) + payload[:-20] + bytes(20),
+         "not a gzipped label block"),
+        (good + good, "more than once"),
+        (b"", "no blocks"),
+    ]
+    for body, words in cases:
+        assert_error(client.post(f"{seg}/blocks", content=body), 400, "BAD_REQUEST", words)
+    assert_error(client.get(f"{seg}/blocks/64_64_64/0_0_0?compression=zstd"), 400,
+                 "BAD_REQUEST", "compression")
+    assert_error(client.get(f"{seg}/blocks/64_64_64/1_0_0"), 400, "BAD_REQUEST", "multiples")
+    assert_error(client.get(f"{seg}/specificblocks?blocks=1,2"), 400, "BAD_REQUEST", "three")
+    assert client.get(f"/api/repo/{root}/info").json()["MutationID"] == before
+    assert client.get(f"{seg}/blocks/128_64_64/0_0_0").content == b""

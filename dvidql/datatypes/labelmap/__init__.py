@@ -1,8 +1,9 @@
 """labelmap: uint64 segmentation (supervoxel ids) in blocks, DVID's labelmap.
 
-Being built. So far: the instance settings and info, block-aligned ingest of supervoxels
-through ``raw`` POST, reads of any box and of the labels at points, at scale 0, stored as
-DVID's compressed label blocks. Without a supervoxel→body mapping yet, mapped reads equal
+Being built. So far, at scale 0: the instance settings and info; block-aligned ingest of
+supervoxels through ``raw`` POST and DVID's ``POST blocks`` stream; reads of any box, of the
+labels at points, and block streams (``blocks``, ``specificblocks``); blocks stored as DVID's
+compressed label blocks. Without a supervoxel→body mapping yet, mapped reads equal
 supervoxel reads.
 
 Settings (case-insensitive): ``BlockSize`` (default 64,64,64; multiples of 8),

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-import numpy as np
+import zlib
+from collections.abc import Sequence
 
+import lz4.block
+import numpy as np
+from typing_extensions import Buffer
+
+from dvidql.codec.labelblock import LabelCodec, decode_label_block
+from dvidql.codec.serialization import GZIP, deserialize, gzip_bytes, stored_format
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
-from dvidql.datatypes.imageblk.ops import check_request_size, decode_stored, read_stored
+from dvidql.datatypes.imageblk.ops import (
+    check_request_size,
+    decode_stored,
+    read_stored,
+    write_blocks,
+)
+from dvidql.datatypes.voxels import Point
+from dvidql.errors import BadRequest
+from dvidql.parallel import in_parallel
 
-__all__ = ["labels_at"]
+__all__ = ["ingest_compressed", "labels_at", "stream_payloads"]
 
 
 async def labels_at(h: DataHandle, points: np.ndarray) -> np.ndarray:
@@ -30,3 +45,53 @@ async def labels_at(h: DataHandle, points: np.ndarray) -> np.ndarray:
             mine = np.flatnonzero(inverse.reshape(-1) == i)
             out[mine] = voxels[local[mine, 2], local[mine, 1], local[mine, 0]]
     return out
+
+
+def _payload(stored: bytes, compression: str, codec: LabelCodec,
+             shape: tuple[int, int, int]) -> bytes:
+    """One block of a stream: ``blocks`` is the gzip of DVID's compressed block (sent as
+    stored when the instance keeps gzip), the others the raw uint64 array."""
+    if compression == "blocks" and stored_format(stored) == GZIP:
+        return stored[1:]
+    if compression == "blocks":
+        return gzip_bytes(deserialize(stored))
+    raw = codec.decode(stored, shape).astype("<u8", copy=False).tobytes()
+    if compression == "lz4":
+        return lz4.block.compress(raw, store_size=False)
+    return gzip_bytes(raw) if compression == "gzip" else raw
+
+
+async def stream_payloads(h: DataHandle, coords: Sequence[Point],
+                          compression: str) -> list[tuple[Point, bytes]]:
+    """The stored blocks among ``coords`` with their stream payloads, in the given order."""
+    lay = layout(h.instance)
+    assert isinstance(lay.codec, LabelCodec)
+    codec = lay.codec
+    stored = await read_stored(h, coords)
+    found = [(c, s) for c, s in zip(coords, stored, strict=True) if s is not None]
+
+    def work(part: Sequence[tuple[Point, bytes]]) -> list[tuple[Point, bytes]]:
+        return [(c, _payload(s, compression, codec, lay.block_shape)) for c, s in part]
+
+    return await in_parallel(found, work)
+
+
+async def ingest_compressed(h: DataHandle, records: Sequence[tuple[Point, Buffer]]) -> int:
+    """Write blocks given as the gzip of DVID's compressed label block, after decoding every
+    one (a malformed block refuses the whole request)."""
+    shape = layout(h.instance).block_shape
+
+    def work(part: Sequence[tuple[Point, Buffer]]) -> list[tuple[Point, np.ndarray]]:
+        out = []
+        for coord, payload in part:
+            try:
+                out.append((coord, decode_label_block(zlib.decompress(payload, 31), shape)))
+            except (ValueError, zlib.error) as exc:
+                raise BadRequest(f"block {coord}: not a gzipped label block of shape "
+                                 f"{shape[::-1]} (x, y, z): {exc}") from None
+        return out
+
+    blocks = await in_parallel(records, work)
+    if len({c for c, _ in blocks}) != len(blocks):
+        raise BadRequest("the block stream names a block more than once")
+    return await write_blocks(h, blocks)
