@@ -8,6 +8,12 @@ from starlette.responses import Response
 
 from dvidql.codec.blockstream import decode_block_stream, encode_block_stream
 from dvidql.codec.jsonbody import decode_json
+from dvidql.codec.labeltransfer import (
+    READ_TRANSFERS,
+    WRITE_TRANSFERS,
+    decode_labels,
+    encode_labels,
+)
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk import ops as volume_ops
@@ -40,9 +46,10 @@ def _read_options(request: Request, *, stream: bool = False) -> None:
         raise BadRequest("only scale 0 is served so far; lower scales are not built yet")
     if params.get("supervoxels", "false").lower() not in ("true", "false"):
         raise BadRequest("supervoxels must be true or false")
-    if params.get("compression") and not stream:
-        raise BadRequest(f"compression={params['compression']} is not supported yet; "
-                         "omit it for packed uint64 voxels")
+    compression = params.get("compression")
+    if compression and not stream and compression not in READ_TRANSFERS:
+        raise BadRequest(f"compression must be one of {', '.join(READ_TRANSFERS)} (or absent "
+                         f"for packed uint64 voxels), not {compression!r}")
 
 
 def _geometry_3d(dims: str, size: str, offset: str) -> Geometry:
@@ -59,20 +66,33 @@ async def raw(request: Request, h: DataHandle, dims: str, size: str, offset: str
             return await _post_raw(request, h, geometry)
         _read_options(request)
         volume = await volume_ops.read_box(h, geometry.box)
-    return Response(volume.astype(_LE, copy=False).data.cast("B"), media_type=_OCTET)
+    compression = request.query_params.get("compression")
+    if not compression:
+        return Response(volume.astype(_LE, copy=False).data.cast("B"), media_type=_OCTET)
+    # googlegzip is a gzip content encoding of compressed_segmentation, as DVID sends it
+    headers = {"Content-Encoding": "gzip"} if compression == "googlegzip" else {}
+    return Response(encode_labels(volume, compression), media_type=_OCTET, headers=headers)
 
 
 async def _post_raw(request: Request, h: DataHandle, geometry: Geometry) -> Response:
-    if request.query_params.get("compression"):
-        raise BadRequest("compressed raw POSTs are not supported yet; send packed uint64 LE")
+    compression = request.query_params.get("compression")
+    if compression and compression not in WRITE_TRANSFERS:
+        raise BadRequest(f"a raw POST takes compression {' or '.join(WRITE_TRANSFERS)}, or "
+                         f"none for packed uint64 LE, not {compression!r}")
     box = geometry.box
     box.require_aligned(layout(h.instance).block)
     volume_ops.check_request_size(h, box.voxels * 8)
     body = await read_body(request)
-    if len(body) != box.voxels * 8:
+    if compression:
+        try:
+            volume = decode_labels(body, compression, box.shape)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+    elif len(body) != box.voxels * 8:
         raise BadRequest(f"the body has {len(body)} bytes but a {geometry.url()} box of uint64 "
                          f"voxels needs {box.voxels * 8}")
-    volume = np.frombuffer(body, _LE).reshape(box.shape).astype(np.uint64, copy=False)
+    else:
+        volume = np.frombuffer(body, _LE).reshape(box.shape).astype(np.uint64, copy=False)
     mutation_id = await volume_ops.write_box(h, box, volume)
     return Response(headers={"X-Mutation-Id": str(mutation_id)})
 

@@ -7,6 +7,7 @@ import gzip
 import struct
 from pathlib import Path
 
+import compressed_segmentation
 import httpx
 import lz4.block
 import numpy as np
@@ -122,7 +123,12 @@ def test_bad_input_changes_nothing(client: httpx.Client, volume: np.ndarray) -> 
         (client.post(f"{seg}/raw/0_1_2/64_64_64/1_0_0", content=bytes(64**3 * 8)), "multiples"),
         (client.post(f"{seg}/raw/0_1_2/64_64_64/0_0_0", content=bytes(100)), "needs"),
         (client.post(f"{seg}/raw/0_1_2/64_64_64/0_0_0?compression=lz4", content=b"x"),
-         "not supported"),
+         "not lz4 data"),
+        (client.post(f"{seg}/raw/0_1_2/64_64_64/0_0_0?compression=gzip",
+                     content=gzip.compress(bytes(100))), "needs"),
+        (client.post(f"{seg}/raw/0_1_2/64_64_64/0_0_0?compression=google", content=b"x"),
+         "compression"),
+        (client.get(f"{seg}/raw/0_1_2/64_64_64/0_0_0?compression=zstd"), "compression"),
         (client.get(f"{seg}/raw/xy/64_64/0_0_0"), "3D"),
         (client.get(f"{seg}/raw/0_1_2/0_64_64/0_0_0"), "positive"),
         (client.get(f"{seg}/raw/0_1_2/64_64_64/0_0_0?scale=1"), "scale"),
@@ -215,3 +221,34 @@ def test_bad_block_streams_change_nothing(client: httpx.Client, volume: np.ndarr
     assert_error(client.get(f"{seg}/specificblocks?blocks=1,2"), 400, "BAD_REQUEST", "three")
     assert client.get(f"/api/repo/{root}/info").json()["MutationID"] == before
     assert client.get(f"{seg}/blocks/128_64_64/0_0_0").content == b""
+
+
+def test_compressed_transfers(client: httpx.Client, volume: np.ndarray) -> None:
+    root = _repo(client)
+    seg = f"/api/node/{root}/seg"
+    sent = {"lz4": lz4.block.compress(volume.astype("<u8").tobytes(), store_size=False),
+            "gzip": gzip.compress(volume.astype("<u8").tobytes())}
+    for compression, body in sent.items():
+        posted = client.post(f"{seg}/raw/0_1_2/128_64_64/0_0_0",
+                             params={"compression": compression}, content=body)
+        assert posted.status_code == 200, posted.text
+        assert np.array_equal(_box(client, root, (0, 0, 0), (128, 64, 64)), volume)
+    offset, size = (10, 20, 30), (100, 40, 30)  # unaligned, across both blocks
+    want = volume[30:60, 20:60, 10:110]
+    raw_bytes = want.size * 8
+    for compression in ("lz4", "gzip", "google", "googlegzip"):
+        got = client.get(f"{seg}/raw/0_1_2/{'_'.join(map(str, size))}/"
+                         f"{'_'.join(map(str, offset))}", params={"compression": compression})
+        assert got.status_code == 200, got.text
+        data = got.content  # googlegzip: inflated by the client, as by a browser
+        if compression == "lz4":
+            labels = np.frombuffer(lz4.block.decompress(data, uncompressed_size=raw_bytes),
+                                   "<u8").reshape(want.shape)
+        elif compression == "gzip":
+            labels = np.frombuffer(gzip.decompress(data), "<u8").reshape(want.shape)
+        else:
+            assert (got.headers.get("content-encoding") == "gzip") == \
+                (compression == "googlegzip")
+            labels = compressed_segmentation.decompress(data, size, np.uint64, (8, 8, 8),
+                                                        order="F").T
+        assert np.array_equal(labels, want), compression

@@ -1,7 +1,8 @@
 """labelmap: uint64 segmentation (supervoxel ids) in blocks, DVID's labelmap.
 
 Being built. So far, at scale 0: the instance settings and info; block-aligned ingest of
-supervoxels through ``raw`` POST and DVID's ``POST blocks`` stream; reads of any box, of the
+supervoxels through ``raw`` POST (packed, lz4 or gzip) and DVID's ``POST blocks`` stream;
+reads of any box (packed, lz4, gzip, or neuroglancer's compressed_segmentation), of the
 labels at points, and block streams (``blocks``, ``specificblocks``); blocks stored as DVID's
 compressed label blocks. Without a supervoxel→body mapping yet, mapped reads equal
 supervoxel reads.
