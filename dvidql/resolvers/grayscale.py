@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 __all__ = [
     "INLINE_LIMIT",
     "Scale",
+    "base_url",
+    "box_geometry",
     "open_instance",
     "read_slice",
     "read_subvolume",
@@ -31,11 +33,12 @@ INLINE_LIMIT = 4 * 1024 * 1024  # voxels returned inline as base64; larger reads
 PLANE_DIMS = {"XY": "xy", "XZ": "xz", "YZ": "yz"}
 
 
-def open_instance(ctx: Context, ref: str, name: str) -> DataHandle:
+def open_instance(ctx: Context, ref: str, name: str,
+                  type_name: str = Uint8BlkType.type_name) -> DataHandle:
     handle = ctx.service.handle(ref, name, ctx.caller)
-    if handle.instance.type_name != Uint8BlkType.type_name:
+    if handle.instance.type_name != type_name:
         raise BadRequest(f"data instance {name!r} is a {handle.instance.type_name} instance, "
-                         f"not {Uint8BlkType.type_name}")
+                         f"not {type_name}")
     return handle
 
 
@@ -64,14 +67,14 @@ def at_scale(ctx: Context, handle: DataHandle, scale: int) -> DataHandle:
     return available[scale].handle
 
 
-def _geometry(plane: str | None, offset: Sequence[int], size: Sequence[int]) -> Geometry:
+def box_geometry(plane: str | None, offset: Sequence[int], size: Sequence[int]) -> Geometry:
     if len(offset) != 3:
         raise BadRequest("offset needs three integers [x, y, z]")
     dims = "0_1_2" if plane is None else PLANE_DIMS[plane]
     return parse_geometry(dims, "_".join(map(str, size)), "_".join(map(str, offset)))
 
 
-def _base_url(ctx: Context) -> str:
+def base_url(ctx: Context) -> str:
     request = ctx.request
     if request is None:
         return ""
@@ -83,18 +86,18 @@ def url(ctx: Context, handle: DataHandle, scale: int, plane: str | None,
         offset: Sequence[int], size: Sequence[int], fmt: str | None) -> str:
     """The DVID REST URL that returns this box (octet-stream) or slice (an image)."""
     target = at_scale(ctx, handle, scale)
-    geometry = _geometry(plane, offset, size)
+    geometry = box_geometry(plane, offset, size)
     path = f"/api/node/{handle.node.uuid}/{target.instance.name}/raw/{geometry.url()}"
     if fmt is not None:
         path += f"/{ImageFormat.parse(fmt)}"
     elif plane is not None:
         path += "/png"
-    return _base_url(ctx) + path
+    return base_url(ctx) + path
 
 
 def _check_inline(ctx: Context, handle: DataHandle, scale: int, plane: str | None,
                   offset: Sequence[int], size: Sequence[int], fmt: str | None) -> Geometry:
-    geometry = _geometry(plane, offset, size)
+    geometry = box_geometry(plane, offset, size)
     if geometry.box.voxels > INLINE_LIMIT:
         link = url(ctx, handle, scale, plane, offset, size, fmt)
         raise PayloadTooLarge(f"{geometry.box.voxels} voxels are more than the "

@@ -14,6 +14,7 @@ from dvidql.resolvers import grayscale as gray_resolvers
 from dvidql.resolvers import instances as instance_resolvers
 from dvidql.resolvers import keyvalue as kv_resolvers
 from dvidql.resolvers import repos as repo_resolvers
+from dvidql.resolvers import segmentation as seg_resolvers
 from dvidql.schema.args import arg
 from dvidql.schema.context import Context
 from dvidql.schema.scalars import JSON, Base64, UInt64
@@ -35,6 +36,7 @@ __all__ = [
     "MergeResult",
     "Plane",
     "Repo",
+    "Segmentation",
     "ServerInfo",
     "Tag",
     "Version",
@@ -166,6 +168,17 @@ class Version:
     ) -> Grayscale:
         return Grayscale(
             handle=gray_resolvers.open_instance(info.context, self.node.uuid, instance))
+
+
+    @strawberry.field(description="Read a segmentation (labelmap) instance as this version "
+                                  "sees it.")
+    def segmentation(
+        self,
+        info: Info[Context, None],
+        instance: Annotated[str, arg("Name of a labelmap data instance.")],
+    ) -> Segmentation:
+        return Segmentation(
+            handle=seg_resolvers.open_segmentation(info.context, self.node.uuid, instance))
 
 
 @strawberry.type(description="A named line of versions; its head is the newest version.")
@@ -509,3 +522,66 @@ class MergeResult:
         return cls(merged=child is not None, child=child,
                    conflicts=[MergeConflictEntry(instance=c["instance"], key=c["key"])
                               for c in result.conflicts])
+
+
+# ----- segmentation --------------------------------------------------------------------------
+
+Point3 = Annotated[list[int], arg("A voxel [x, y, z].")]
+
+
+@strawberry.type(description="A segmentation (labelmap) volume as one version sees it: "
+                             "supervoxel ids in blocks. Voxels come from the REST URLs these "
+                             "fields return; labels at points come back here.")
+class Segmentation:
+    handle: strawberry.Private[DataHandle]
+
+    @strawberry.field(description="Instance name.")
+    def name(self) -> str:
+        return self.handle.instance.name
+
+    @strawberry.field(description="UUID of the version being read.")
+    def version(self) -> str:
+        return self.handle.node.uuid
+
+    @strawberry.field(description="Block size [x, y, z] in voxels.")
+    def block_size(self) -> list[int]:
+        return gray_resolvers.geometry_of(self.handle)["block_size"]  # type: ignore[return-value]
+
+    @strawberry.field(description="Voxel size [x, y, z] in voxel units.")
+    def voxel_size(self) -> list[float]:
+        return gray_resolvers.geometry_of(self.handle)["voxel_size"]  # type: ignore[return-value]
+
+    @strawberry.field(description="Units of the voxel size, per axis.")
+    def voxel_units(self) -> list[str]:
+        return gray_resolvers.geometry_of(self.handle)["voxel_units"]  # type: ignore[return-value]
+
+    @strawberry.field(description="How blocks are stored: gzip, lz4 or none.")
+    def compression(self) -> str:
+        return gray_resolvers.geometry_of(self.handle)["compression"]  # type: ignore[return-value]
+
+    @strawberry.field(description="The lowest resolution kept: scales 0 to this one.")
+    def max_downres_level(self) -> int:
+        return self.handle.instance.settings["MaxDownresLevel"]  # type: ignore[no-any-return]
+
+    @strawberry.field(description="Voxels written so far (all versions), or null if none.")
+    async def extents(self, info: Info[Context, None]) -> Extents | None:
+        return await _extents(info.context, self.handle)
+
+    @strawberry.field(description="The label at a voxel; 0 where nothing was written.")
+    async def label(self, point: Point3) -> UInt64:
+        return UInt64((await seg_resolvers.labels_at(self.handle, [point]))[0])
+
+    @strawberry.field(description="The labels at many voxels, in order (up to 100,000 "
+                                  "points; more go to the REST labels endpoint).")
+    async def labels(self, points: Annotated[list[list[int]], arg(
+            "Voxels [[x, y, z], ...].")]) -> list[UInt64]:
+        return [UInt64(v) for v in await seg_resolvers.labels_at(self.handle, points)]
+
+    @strawberry.field(description="REST URL returning a box of labels: packed uint64 "
+                                  "little-endian (x fastest, then y, then z), or compressed.")
+    def subvolume_url(self, info: Info[Context, None], offset: Offset,
+                      size: Annotated[list[int], arg("Voxels along [x, y, z].")],
+                      compression: Annotated[str | None, arg(
+                          "lz4, gzip, google or googlegzip (neuroglancer's "
+                          "compressed_segmentation); none for packed voxels.")] = None) -> str:
+        return seg_resolvers.subvolume_url(info.context, self.handle, offset, size, compression)
