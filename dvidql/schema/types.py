@@ -351,10 +351,8 @@ ScaleArg = Annotated[int, arg("Pyramid level: 0 is full resolution.")]
 FormatArg = Annotated[str, arg("Image format: png, or jpg with an optional quality (jpg:90).")]
 
 
-@strawberry.type(description="A grayscale (uint8blk) volume as one version sees it. Small "
-                             "boxes and slices come back inline (base64); larger ones are "
-                             "read from the REST URLs these fields return.")
-class Grayscale:
+@strawberry.type(description="What every block volume shows (not itself in the schema).")
+class _Volume:
     handle: strawberry.Private[DataHandle]
 
     @strawberry.field(description="Instance name.")
@@ -377,17 +375,22 @@ class Grayscale:
     def voxel_units(self) -> list[str]:
         return gray_resolvers.geometry_of(self.handle)["voxel_units"]  # type: ignore[return-value]
 
-    @strawberry.field(description="Value of voxels never written.")
-    def background(self) -> int:
-        return self.handle.instance.settings["Background"]  # type: ignore[no-any-return]
-
-    @strawberry.field(description="How blocks are stored: lz4, gzip, none or jpeg:<quality>.")
+    @strawberry.field(description="How blocks are stored: the Compression setting.")
     def compression(self) -> str:
         return gray_resolvers.geometry_of(self.handle)["compression"]  # type: ignore[return-value]
 
     @strawberry.field(description="Voxels written so far (all versions), or null if none.")
     async def extents(self, info: Info[Context, None]) -> Extents | None:
         return await _extents(info.context, self.handle)
+
+
+@strawberry.type(description="A grayscale (uint8blk) volume as one version sees it. Small "
+                             "boxes and slices come back inline (base64); larger ones are "
+                             "read from the REST URLs these fields return.")
+class Grayscale(_Volume):
+    @strawberry.field(description="Value of voxels never written.")
+    def background(self) -> int:
+        return self.handle.instance.settings["Background"]  # type: ignore[no-any-return]
 
     @strawberry.field(description="Level 0 and the pyramid levels present (name_1, name_2...).")
     async def scales(self, info: Info[Context, None]) -> list[GrayscaleScale]:
@@ -532,40 +535,10 @@ Point3 = Annotated[list[int], arg("A voxel [x, y, z].")]
 @strawberry.type(description="A segmentation (labelmap) volume as one version sees it: "
                              "supervoxel ids in blocks. Voxels come from the REST URLs these "
                              "fields return; labels at points come back here.")
-class Segmentation:
-    handle: strawberry.Private[DataHandle]
-
-    @strawberry.field(description="Instance name.")
-    def name(self) -> str:
-        return self.handle.instance.name
-
-    @strawberry.field(description="UUID of the version being read.")
-    def version(self) -> str:
-        return self.handle.node.uuid
-
-    @strawberry.field(description="Block size [x, y, z] in voxels.")
-    def block_size(self) -> list[int]:
-        return gray_resolvers.geometry_of(self.handle)["block_size"]  # type: ignore[return-value]
-
-    @strawberry.field(description="Voxel size [x, y, z] in voxel units.")
-    def voxel_size(self) -> list[float]:
-        return gray_resolvers.geometry_of(self.handle)["voxel_size"]  # type: ignore[return-value]
-
-    @strawberry.field(description="Units of the voxel size, per axis.")
-    def voxel_units(self) -> list[str]:
-        return gray_resolvers.geometry_of(self.handle)["voxel_units"]  # type: ignore[return-value]
-
-    @strawberry.field(description="How blocks are stored: gzip, lz4 or none.")
-    def compression(self) -> str:
-        return gray_resolvers.geometry_of(self.handle)["compression"]  # type: ignore[return-value]
-
+class Segmentation(_Volume):
     @strawberry.field(description="The lowest resolution kept: scales 0 to this one.")
     def max_downres_level(self) -> int:
         return self.handle.instance.settings["MaxDownresLevel"]  # type: ignore[no-any-return]
-
-    @strawberry.field(description="Voxels written so far (all versions), or null if none.")
-    async def extents(self, info: Info[Context, None]) -> Extents | None:
-        return await _extents(info.context, self.handle)
 
     @strawberry.field(description="The label at a voxel; 0 where nothing was written.")
     async def label(self, point: Point3) -> UInt64:
