@@ -10,7 +10,6 @@ import numpy as np
 
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.labelmap import LabelmapType, ops
-from dvidql.datatypes.voxels import INT32_MAX, INT32_MIN
 from dvidql.errors import BadRequest
 from dvidql.resolvers.grayscale import base_url, box_geometry, open_instance
 
@@ -33,10 +32,7 @@ async def labels_at(handle: DataHandle, points: Sequence[Sequence[int]]) -> list
                          "POST them to the REST labels endpoint instead")
     if any(len(p) != 3 for p in points):
         raise BadRequest("each point needs three integers [x, y, z]")
-    array = np.array(points, np.int64).reshape(-1, 3)
-    if array.size and (array.min() < INT32_MIN or array.max() > INT32_MAX):
-        raise BadRequest("points must lie within the 32-bit coordinate range")
-    return [int(v) for v in await ops.labels_at(handle, array)]
+    return [int(v) for v in await ops.labels_at(handle, np.array(points, np.int64))]
 
 
 def subvolume_url(ctx: Context, handle: DataHandle, offset: Sequence[int],

@@ -19,8 +19,6 @@ from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk import ops as volume_ops
 from dvidql.datatypes.labelmap import ops
 from dvidql.datatypes.voxels import (
-    INT32_MAX,
-    INT32_MIN,
     Box,
     Geometry,
     Point,
@@ -159,10 +157,8 @@ async def labels(request: Request, h: DataHandle) -> Response:
     if not all(isinstance(p, list) and len(p) == 3 and all(
             isinstance(v, int) and not isinstance(v, bool) for v in p) for p in points):
         raise BadRequest("request body must be a JSON list of [x, y, z] integer points")
-    array = np.array(points, np.int64).reshape(-1, 3)
-    if array.size and (array.min() < INT32_MIN or array.max() > INT32_MAX):
-        raise BadRequest("points must lie within the 32-bit coordinate range")
-    return json_response([int(v) for v in await ops.labels_at(h, array)])
+    found = await ops.labels_at(h, np.array(points, np.int64).reshape(-1, 3))
+    return json_response([int(v) for v in found])
 
 
 _GEOMETRY = "/{dims}/{size}/{offset}"

@@ -19,7 +19,6 @@ from typing import Any
 
 from dvidql.datatypes.imageblk import (
     VolumeType,
-    layout,
     parse_block_size,
     parse_small_int,
     parse_triple,
@@ -66,7 +65,6 @@ class LabelmapType(VolumeType):
 
     def extended(self, instance: Instance, state: Any = None) -> dict[str, Any]:
         """DVID's Extended info (the fields neuroglancer reads among them)."""
-        layout(instance)  # the settings parse
         return {"Values": [{"DataType": "uint64", "Label": "labelmap"}], "Interpolable": False,
                 **self.geometry(instance, state),
                 "MaxDownresLevel": instance.settings["MaxDownresLevel"],

@@ -19,7 +19,7 @@ from dvidql.datatypes.imageblk.ops import (
     read_stored,
     write_blocks,
 )
-from dvidql.datatypes.voxels import Point
+from dvidql.datatypes.voxels import INT32_MAX, INT32_MIN, Point
 from dvidql.errors import BadRequest
 from dvidql.parallel import in_parallel
 
@@ -29,8 +29,10 @@ __all__ = ["ingest_compressed", "labels_at", "stream_payloads"]
 async def labels_at(h: DataHandle, points: np.ndarray) -> np.ndarray:
     """The labels at (n, 3) voxel x, y, z points, 0 where nothing was written; each block
     under the points is read and decoded once."""
-    lay = layout(h.instance)
     pts = np.asarray(points, np.int64).reshape(-1, 3)
+    if pts.size and (pts.min() < INT32_MIN or pts.max() > INT32_MAX):
+        raise BadRequest("points must lie within the 32-bit coordinate range")
+    lay = layout(h.instance)
     block = np.asarray(lay.block, np.int64)
     coords = pts // block
     unique, inverse = np.unique(coords, axis=0, return_inverse=True)
@@ -40,9 +42,12 @@ async def labels_at(h: DataHandle, points: np.ndarray) -> np.ndarray:
                                                            for c in unique]))
     out = np.zeros(len(pts), lay.dtype)
     local = pts - coords * block
+    # the points of block i are by_block[starts[i]:starts[i + 1]]
+    by_block = np.argsort(inverse.reshape(-1), kind="stable")
+    starts = np.searchsorted(inverse.reshape(-1)[by_block], np.arange(len(unique) + 1))
     for i, voxels in enumerate(decoded):
         if voxels is not None:
-            mine = np.flatnonzero(inverse.reshape(-1) == i)
+            mine = by_block[starts[i]:starts[i + 1]]
             out[mine] = voxels[local[mine, 2], local[mine, 1], local[mine, 0]]
     return out
 
