@@ -89,8 +89,9 @@ class Services:
 
     def _control(self, command: str) -> None:
         if self.directory is None:
-            pytest.skip("the servers came from the environment without "
-                        "DVIDQL_TEST_SERVICES_DIR, so they cannot be stopped and restarted")
+            pytest.fail("the servers came from the environment without "
+                        "DVIDQL_TEST_SERVICES_DIR, so the fault tests cannot stop and restart "
+                        "them: set it to the directory given to scripts/services up")
         run_script(command, self.directory)
 
 
