@@ -16,7 +16,7 @@ the (at most 9) widths.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -25,8 +25,8 @@ from typing_extensions import Buffer
 
 from dvidql.codec.serialization import GZIP, LZ4, NONE, deserialize, serialize
 
-__all__ = ["LabelCodec", "block_labels", "decode_label_block", "encode_label_block",
-           "relabel_block"]
+__all__ = ["LabelCodec", "Relabel", "block_labels", "decode_label_block", "dict_relabel",
+           "encode_label_block", "label_counts", "relabel_block"]
 
 SUB = 8  # sub-block edge
 SUB_VOXELS = SUB**3
@@ -82,12 +82,22 @@ def block_labels(data: Buffer) -> np.ndarray:
     return _read_palette(data).labels
 
 
-def relabel_block(data: Buffer, mapping: Mapping[int, int]) -> bytes:
-    """The block with each palette label replaced by ``mapping[label]`` (unmapped labels kept):
-    DVID's cheap supervoxel-to-body mapping, which leaves the voxel indices untouched."""
+Relabel = Callable[[np.ndarray], np.ndarray]  # uint64 labels -> their new labels, aligned
+
+
+def dict_relabel(mapping: Mapping[int, int]) -> Relabel:
+    """A relabeling by a small dict, unmapped labels kept."""
+    return lambda labels: np.fromiter((mapping.get(v, v) for v in labels.tolist()), np.uint64,
+                                      len(labels))
+
+
+def relabel_block(data: Buffer, relabel: Relabel | Mapping[int, int]) -> bytes:
+    """The block with each palette label replaced (a dict's unmapped labels are kept): DVID's
+    cheap supervoxel-to-body mapping, which leaves the voxel indices untouched."""
+    if not callable(relabel):
+        relabel = dict_relabel(relabel)
     palette = _read_palette(data)
-    mapped = np.fromiter((mapping.get(v, v) for v in palette.labels.tolist()), "<u8",
-                         len(palette.labels))
+    mapped = np.asarray(relabel(palette.labels), "<u8")
     view = memoryview(data).cast("B")
     return bytes(view[:_HEADER]) + mapped.tobytes() + bytes(view[palette.end:])
 
@@ -144,11 +154,31 @@ def encode_label_block(labels: np.ndarray) -> bytes:
     ])
 
 
-def decode_label_block(data: Buffer, shape: tuple[int, int, int]) -> np.ndarray:
+def label_counts(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct labels of an array and their voxel counts (int64), from its runs
+    of equal values: segmentation has few runs, so this is far cheaper than sorting voxels."""
+    flat = labels.reshape(-1)
+    if not flat.size:
+        return np.zeros(0, flat.dtype), np.zeros(0, np.int64)
+    change = np.empty(flat.size, bool)
+    change[0] = True
+    np.not_equal(flat[1:], flat[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    ids, inverse = np.unique(flat[starts], return_inverse=True)
+    lengths = np.diff(starts, append=flat.size)
+    return ids, np.bincount(inverse.reshape(-1), lengths, len(ids)).astype(np.int64)
+
+
+def decode_label_block(data: Buffer, shape: tuple[int, int, int],
+                       relabel: Relabel | None = None) -> np.ndarray:
     """The (z, y, x) uint64 labels of a compressed block, checking that the bytes are
-    complete and consistent (ValueError otherwise, a client error at the REST layer)."""
+    complete and consistent (ValueError otherwise, a client error at the REST layer).
+    ``relabel`` maps the palette (supervoxels to bodies) before voxels are filled in, so a
+    mapped block costs no more than a plain one."""
     grid = _grid(shape)
     palette = _read_palette(data)
+    if relabel is not None:
+        palette = palette._replace(labels=relabel(palette.labels))
     if palette.grid != grid:
         raise ValueError(f"label block has {palette.grid[::-1]} sub-blocks (x, y, z); "
                          f"shape {tuple(shape)} needs {grid[::-1]}")
@@ -223,5 +253,6 @@ class LabelCodec:
     def encode(self, block: np.ndarray) -> bytes:
         return serialize(encode_label_block(block), _COMPRESSIONS[self.name])
 
-    def decode(self, stored: Buffer, shape: tuple[int, int, int]) -> np.ndarray:
-        return decode_label_block(deserialize(stored), shape)
+    def decode(self, stored: Buffer, shape: tuple[int, int, int],
+               relabel: Relabel | None = None) -> np.ndarray:
+        return decode_label_block(deserialize(stored), shape, relabel)

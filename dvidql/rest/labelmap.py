@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import lz4.block
 import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dvidql.codec.blockstream import decode_block_stream, encode_block_stream
 from dvidql.codec.jsonbody import decode_json
+from dvidql.codec.labelindex import (
+    LabelIndex,
+    decode_label_index,
+    decode_label_indices,
+    encode_label_index,
+    encode_label_indices,
+)
 from dvidql.codec.labeltransfer import (
     READ_TRANSFERS,
     WRITE_TRANSFERS,
     decode_labels,
     encode_labels,
 )
+from dvidql.codec.serialization import gzip_bytes
+from dvidql.codec.sparsevol import encode_blocks, encode_rles, encode_srles
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk import ops as volume_ops
-from dvidql.datatypes.labelmap import ops
+from dvidql.datatypes.labelmap import bodies, edits, model, ops
+from dvidql.datatypes.labelmap.model import MAX_LABEL, ModInfo
 from dvidql.datatypes.voxels import (
     Box,
     Geometry,
@@ -27,7 +38,8 @@ from dvidql.datatypes.voxels import (
     parse_point,
     span_coords,
 )
-from dvidql.errors import BadRequest
+from dvidql.errors import BadRequest, NotFound
+from dvidql.events import log as mutation_log
 from dvidql.rest.common import TypeRoute, json_response, read_body, service
 
 __all__ = ["routes"]
@@ -36,18 +48,47 @@ _OCTET = "application/octet-stream"
 _LE = np.dtype("<u8")
 
 
-def _read_options(request: Request, *, stream: bool = False) -> None:
-    """The query parameters labelmap reads take; those of features not built yet are
-    refused rather than ignored."""
+def _flag(request: Request, name: str, default: bool = False) -> bool:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise BadRequest(f"{name} must be true or false, not {value!r}")
+    return value.lower() in ("true", "1")
+
+
+def _read_options(request: Request, *, stream: bool = False) -> bool:
+    """The query parameters labelmap reads take (those of features not built yet are
+    refused rather than ignored); returns whether supervoxels were asked for."""
     params = request.query_params
     if params.get("scale", "0") != "0":
         raise BadRequest("only scale 0 is served so far; lower scales are not built yet")
-    if params.get("supervoxels", "false").lower() not in ("true", "false"):
-        raise BadRequest("supervoxels must be true or false")
     compression = params.get("compression")
     if compression and not stream and compression not in READ_TRANSFERS:
         raise BadRequest(f"compression must be one of {', '.join(READ_TRANSFERS)} (or absent "
                          f"for packed uint64 voxels), not {compression!r}")
+    return _flag(request, "supervoxels")
+
+
+def _mod(request: Request) -> ModInfo:
+    """Who asks for a mutation: DVID's ``u=`` and ``app=``."""
+    return ModInfo(request.query_params.get("u", ""), request.query_params.get("app", ""))
+
+
+def _label(text: str, what: str = "label") -> int:
+    if not text.isdigit() or int(text) > MAX_LABEL:
+        raise BadRequest(f"{what} must be an integer from 0 to 2^64-1, not {text!r}")
+    return int(text)
+
+
+def _label_list(raw: bytes, shape: str, *, pairs: bool = False) -> list[int]:
+    values = decode_json(raw, list, shape)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_LABEL
+               for v in values):
+        raise BadRequest(f"request body must be {shape}, each an integer from 0 to 2^64-1")
+    if pairs and len(values) % 2:
+        raise BadRequest(f"request body must be {shape}: an even number of labels")
+    return values
 
 
 def _geometry_3d(dims: str, size: str, offset: str) -> Geometry:
@@ -62,8 +103,8 @@ async def raw(request: Request, h: DataHandle, dims: str, size: str, offset: str
     async with service(request).throttle(request.query_params.get("throttle") == "true"):
         if request.method == "POST":
             return await _post_raw(request, h, geometry)
-        _read_options(request)
-        volume = await volume_ops.read_box(h, geometry.box)
+        supervoxels = _read_options(request)
+        volume = await ops.read_labels(h, geometry.box, supervoxels=supervoxels)
     compression = request.query_params.get("compression")
     if not compression:
         return Response(volume.astype(_LE, copy=False).data.cast("B"), media_type=_OCTET)
@@ -91,7 +132,7 @@ async def _post_raw(request: Request, h: DataHandle, geometry: Geometry) -> Resp
                          f"voxels needs {box.voxels * 8}")
     else:
         volume = np.frombuffer(body, _LE).reshape(box.shape).astype(np.uint64, copy=False)
-    mutation_id = await volume_ops.write_box(h, box, volume)
+    mutation_id = await ops.write_label_box(h, box, volume, _mod(request))
     return Response(headers={"X-Mutation-Id": str(mutation_id)})
 
 
@@ -109,12 +150,12 @@ def _stream_compression(request: Request, default: str) -> str:
 async def _block_stream(request: Request, h: DataHandle, coords: list[Point],
                         default: str) -> Response:
     """The stored blocks among ``coords``, as DVID's block stream."""
-    _read_options(request, stream=True)
+    supervoxels = _read_options(request, stream=True)
     compression = _stream_compression(request, default)
     lay = layout(h.instance)
     volume_ops.check_request_size(h, len(coords) * lay.block_voxels * 8)
     async with service(request).throttle(request.query_params.get("throttle") == "true"):
-        found = await ops.stream_payloads(h, coords, compression)
+        found = await ops.stream_payloads(h, coords, compression, supervoxels=supervoxels)
     return Response(encode_block_stream(found), media_type=_OCTET)
 
 
@@ -140,25 +181,319 @@ async def post_blocks(request: Request, h: DataHandle) -> Response:
         raise BadRequest(f"malformed block stream: {exc}") from None
     if not records:
         raise BadRequest("the block stream holds no blocks")
-    mutation_id = await ops.ingest_compressed(h, records)
+    mutation_id = await ops.ingest_compressed(h, records, _mod(request))
     return Response(headers={"X-Mutation-Id": str(mutation_id)})
 
 
 async def label(request: Request, h: DataHandle, point: str) -> Response:
-    _read_options(request)
-    found = await ops.labels_at(h, np.array([parse_point(point, 3, "point")]))
+    supervoxels = _read_options(request)
+    found = await ops.labels_at(h, np.array([parse_point(point, 3, "point")]),
+                                supervoxels=supervoxels)
     return json_response({"Label": int(found[0])})
 
 
 async def labels(request: Request, h: DataHandle) -> Response:
     """``GET`` with a JSON body of ``[[x, y, z], ...]`` (as DVID), or ``POST`` of the same."""
-    _read_options(request)
+    supervoxels = _read_options(request)
     points = decode_json(await read_body(request), list, "a JSON list of [x, y, z] points")
     if not all(isinstance(p, list) and len(p) == 3 and all(
             isinstance(v, int) and not isinstance(v, bool) for v in p) for p in points):
         raise BadRequest("request body must be a JSON list of [x, y, z] integer points")
-    found = await ops.labels_at(h, np.array(points, np.int64).reshape(-1, 3))
-    return json_response([int(v) for v in found])
+    found = await ops.labels_at(h, np.array(points, np.int64).reshape(-1, 3),
+                                supervoxels=supervoxels)
+    return json_response(found.tolist())
+
+
+# ----- bodies: indices, sizes, supervoxels, sparse volumes ---------------------------------
+
+def _require_indexed(h: DataHandle) -> None:
+    if not h.instance.settings["IndexedLabels"]:
+        raise BadRequest(f"labelmap {h.instance.name!r} was created with IndexedLabels=false, "
+                         "so it keeps no label indices for this request")
+
+
+async def _with_lastmod(h: DataHandle, indices: list[LabelIndex]) -> list[LabelIndex]:
+    """Indices with their bodies' last modification filled in, as DVID's protobuf holds it."""
+    for index, mod in zip(indices, await model.read_lastmod(h, [i.label for i in indices]),
+                          strict=True):
+        if mod is not None:
+            index.last_mutid, index.last_mod_time = mod["mutation id"], mod["last mod time"]
+            index.last_mod_user, index.last_mod_app = mod["last mod user"], mod["last mod app"]
+    return indices
+
+
+async def index(request: Request, h: DataHandle, label: str) -> Response:
+    _require_indexed(h)
+    body = _label(label)
+    if request.method == "POST":
+        return await _store_indices(request, h, [_decode_index(await read_body(request), body)])
+    if "mutid" in request.query_params:
+        raise BadRequest("index as of an earlier mutation (mutid=) is not kept by this server")
+    (found,) = await _with_lastmod(h, [await bodies.index_of(h, body)])
+    if _flag(request, "metadata-only"):
+        return json_response({"num_voxels": found.num_voxels, "last_mutid": found.last_mutid,
+                              "last_mod_time": found.last_mod_time,
+                              "last_mod_user": found.last_mod_user,
+                              "last_mod_app": found.last_mod_app})
+    return Response(encode_label_index(found), media_type=_OCTET)
+
+
+def _decode_index(raw: bytes, label: int) -> LabelIndex:
+    try:
+        found = decode_label_index(raw)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    if found.label not in (0, label):
+        raise BadRequest(f"the posted index is of label {found.label}, not {label}")
+    found.label = label
+    return found
+
+
+async def _store_indices(request: Request, h: DataHandle, indices: list[LabelIndex]) -> Response:
+    mutation_id = await edits.store_indices(h, indices, _mod(request))
+    return Response(headers={"X-Mutation-Id": str(mutation_id)})
+
+
+_MAX_INDICES = 50_000
+
+
+async def indices(request: Request, h: DataHandle) -> Response:
+    """GET with a JSON body of labels: their indices as LabelIndices; POST LabelIndices to
+    store them."""
+    _require_indexed(h)
+    raw = await read_body(request)
+    if request.method == "POST":
+        try:
+            posted = decode_label_indices(raw)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        if any(i.label == 0 for i in posted):
+            raise BadRequest("every posted index needs its label (0 is background)")
+        return await _store_indices(request, h, posted)
+    labels = _label_list(raw, "a JSON list of labels")
+    if len(labels) > _MAX_INDICES:
+        raise BadRequest(f"ask for at most {_MAX_INDICES} indices at a time, not {len(labels)}")
+    found = [i for i in await bodies.indices_of(h, labels) if i is not None]
+    return Response(encode_label_indices(await _with_lastmod(h, found)), media_type=_OCTET)
+
+
+async def size(request: Request, h: DataHandle, label: str) -> Response:
+    _require_indexed(h)
+    found = await bodies.index_of(h, _label(label), supervoxels=_flag(request, "supervoxels"))
+    return json_response({"voxels": found.num_voxels})
+
+
+async def sizes(request: Request, h: DataHandle) -> Response:
+    _require_indexed(h)
+    labels = _label_list(await read_body(request), "a JSON list of labels")
+    return json_response(await bodies.label_sizes(h, labels,
+                                                  supervoxels=_flag(request, "supervoxels")))
+
+
+async def supervoxels(request: Request, h: DataHandle, label: str) -> Response:
+    _require_indexed(h)
+    return json_response((await bodies.index_of(h, _label(label))).supervoxels().tolist())
+
+
+async def supervoxel_sizes(request: Request, h: DataHandle, label: str) -> Response:
+    _require_indexed(h)
+    ids, counts = (await bodies.index_of(h, _label(label))).supervoxel_sizes()
+    return json_response({"supervoxels": ids.tolist(), "sizes": counts.tolist()})
+
+
+async def sparsevol_size(request: Request, h: DataHandle, label: str) -> Response:
+    _require_indexed(h)
+    found = await bodies.index_of(h, _label(label), supervoxels=_flag(request, "supervoxels"))
+    lo, hi = bodies.block_extent(found, layout(h.instance).block)
+    return json_response({"voxels": found.num_voxels, "numblocks": len(np.unique(found.blocks)),
+                          "minvoxel": lo, "maxvoxel": hi})
+
+
+def _bounds(request: Request) -> bodies.Bounds:
+    params = request.query_params
+
+    def bound(name: str) -> int | None:
+        text = params.get(name)
+        if text is None:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise BadRequest(f"{name} must be an integer voxel coordinate, not {text!r}") from None
+
+    return bodies.Bounds((bound("minx"), bound("miny"), bound("minz")),
+                         (bound("maxx"), bound("maxy"), bound("maxz")))
+
+
+async def sparsevol(request: Request, h: DataHandle, label: str) -> Response:
+    _require_indexed(h)
+    return await _sparsevol(request, h, _label(label))
+
+
+async def sparsevol_by_point(request: Request, h: DataHandle, point: str) -> Response:
+    _require_indexed(h)
+    supervoxels = _flag(request, "supervoxels")
+    found = await ops.labels_at(h, np.array([parse_point(point, 3, "point")]),
+                                supervoxels=supervoxels)
+    if not found[0]:
+        raise NotFound(f"no label at point {point}")
+    return await _sparsevol(request, h, int(found[0]))
+
+
+_SPARSE_FORMATS = ("rles", "srles", "blocks")
+
+
+async def _sparsevol(request: Request, h: DataHandle, label: int) -> Response:
+    supervoxels = _read_options(request, stream=True)
+    fmt = request.query_params.get("format", "rles")
+    if fmt not in _SPARSE_FORMATS:
+        raise BadRequest(f"format must be one of {', '.join(_SPARSE_FORMATS)}, not {fmt!r}")
+    compression = request.query_params.get("compression")
+    if compression and (fmt != "rles" or compression not in ("lz4", "gzip")):
+        raise BadRequest("compression (lz4 or gzip) applies to format=rles only")
+    found = await bodies.index_of(h, label, supervoxels=supervoxels)
+    bounds = _bounds(request)
+    lay = layout(h.instance)
+    if request.method == "HEAD":
+        present = bounds.block_mask(found.block_coords(), lay.block).any()
+        return Response(status_code=200 if present else 204)
+    if fmt == "blocks":
+        masks = [m async for m in bodies.sparse_masks(h, found, bounds)]
+        return Response(encode_blocks(label, masks, lay.block_shape), media_type=_OCTET)
+    runs = [r async for r in bodies.sparse_runs(h, found, bounds)]
+    every = np.concatenate(runs) if runs else np.zeros((0, 4), np.int32)
+    if not len(every):
+        raise NotFound(f"label {label} has no voxels within the bounds")
+    if fmt == "srles":
+        return Response(encode_srles(every), media_type=_OCTET)
+    payload = encode_rles(every)
+    if compression == "lz4":
+        payload = lz4.block.compress(payload, store_size=False)
+    elif compression == "gzip":
+        payload = gzip_bytes(payload)
+    return Response(payload, media_type=_OCTET)
+
+
+async def sparsevol_coarse(request: Request, h: DataHandle, label: str) -> Response:
+    _require_indexed(h)
+    supervoxels = _read_options(request, stream=True)
+    found = await bodies.index_of(h, _label(label), supervoxels=supervoxels)
+    runs = bodies.coarse_runs(found, _bounds(request), layout(h.instance).block)
+    if not len(runs):
+        raise NotFound(f"label {label} has no blocks within the bounds")
+    return Response(encode_rles(runs), media_type=_OCTET)
+
+
+_MAX_LIST = 10_000_000
+
+
+async def listlabels(request: Request, h: DataHandle) -> Response:
+    """uint64 LE labels in numeric order (label, size pairs with ``sizes=true``)."""
+    _require_indexed(h)
+    params = request.query_params
+    start = _label(params.get("start", "0"), "start")
+    number = _label(params.get("number", str(_MAX_LIST)), "number")
+    if number > _MAX_LIST:
+        raise BadRequest(f"number must be at most {_MAX_LIST}")
+    with_sizes = _flag(request, "sizes")
+    found = [(label, 0 if i is None else i.num_voxels) async for label, i in
+             bodies.labels_in_order(h, start, number, with_index=with_sizes)]
+    columns = np.array(found, np.uint64).reshape(-1, 2)
+    out = columns if with_sizes else columns[:, 0]
+    return Response(out.astype(_LE).tobytes(), media_type=_OCTET)
+
+
+async def existing_labels(request: Request, h: DataHandle) -> Response:
+    _require_indexed(h)
+    return json_response([label async for label, _ in bodies.labels_in_order(h)])
+
+
+async def lastmod(request: Request, h: DataHandle, label: str) -> Response:
+    _require_indexed(h)
+    body = _label(label)
+    await bodies.index_of(h, body)
+    (found,) = await model.read_lastmod(h, [body])
+    if found is None:
+        raise NotFound(f"body {body} has no recorded modification")
+    return json_response(found)
+
+
+# ----- the mapping and labels --------------------------------------------------------------
+
+async def mapping(request: Request, h: DataHandle) -> Response:
+    labels = _label_list(await read_body(request), "a JSON list of supervoxel ids")
+    return json_response((await model.bodies_of(h, np.asarray(labels, np.uint64))).tolist())
+
+
+async def mappings(request: Request, h: DataHandle) -> Response:
+    """Every supervoxel not mapped to itself: text lines ``sv body`` or binary LE pairs."""
+    pairs = await model.all_mappings(h)
+    if request.query_params.get("format") == "binary":
+        return Response(pairs.astype(_LE).tobytes(), media_type=_OCTET)
+    return Response("".join(f"{sv} {body}\n" for sv, body in pairs.tolist()),
+                    media_type="text/plain")
+
+
+async def maxlabel(request: Request, h: DataHandle, value: str | None = None) -> Response:
+    _require_indexed(h)
+    if request.method == "GET":
+        return json_response({"maxlabel": await model.max_label(h)})
+    label = _label(value or "", "max label")
+    if not 0 < label <= _SETTABLE_MAX:
+        raise BadRequest(f"max label must be from 1 to 2^48, not {label}")
+    mutation_id = await edits.raise_max_label(h, label, _mod(request))
+    return Response(headers={"X-Mutation-Id": str(mutation_id)})
+
+
+_SETTABLE_MAX = 2**48
+
+
+async def nextlabel(request: Request, h: DataHandle, count: str | None = None) -> Response:
+    _require_indexed(h)
+    if request.method == "GET":
+        return json_response({"nextlabel": await model.next_label(h)})
+    wanted = _label(count or "", "count")
+    if not 0 < wanted <= _SETTABLE_MAX:
+        raise BadRequest(f"count must be from 1 to 2^48, not {wanted}")
+    start, _ = await edits.reserve_labels(h, wanted, _mod(request))
+    return json_response({"start": start, "end": start + wanted - 1})
+
+
+# ----- edits ---------------------------------------------------------------------------------
+
+async def merge(request: Request, h: DataHandle) -> Response:
+    _require_indexed(h)
+    labels = _label_list(await read_body(request), "a JSON list [target, merged1, ...]")
+    mutation_id = await edits.merge(h, labels, _mod(request))
+    return json_response({"MutationID": mutation_id})
+
+
+async def cleave(request: Request, h: DataHandle, label: str) -> Response:
+    _require_indexed(h)
+    svs = _label_list(await read_body(request), "a JSON list of supervoxels to cleave")
+    new, mutation_id = await edits.cleave(h, _label(label), svs, _mod(request))
+    return json_response({"CleavedLabel": new, "MutationID": mutation_id})
+
+
+async def renumber(request: Request, h: DataHandle) -> Response:
+    _require_indexed(h)
+    labels = _label_list(await read_body(request), "a JSON list [new1, old1, new2, old2, ...]",
+                         pairs=True)
+    pairs = list(zip(labels[::2], labels[1::2], strict=True))
+    mutation_id = await edits.renumber(h, pairs, _mod(request))
+    return json_response({"MutationID": mutation_id})
+
+
+async def mutations(request: Request, h: DataHandle) -> Response:
+    """This instance's log records at this version, oldest first."""
+    records = await mutation_log.read(h.kv.meta, h.repo.repo_id)
+    mine = [r for r in records if r.get("DataUUID") == h.instance.data_uuid
+            and r.get("UUID") == h.node.uuid]
+    return json_response(mine)
+
+
+def _reads(request: Request) -> bool:
+    return True
 
 
 _GEOMETRY = "/{dims}/{size}/{offset}"
@@ -173,5 +508,47 @@ routes = [
               "block stream of listed blocks (?blocks=x,y,z,...; compression as blocks)"),
     TypeRoute("/label/{point}", frozenset({"GET"}), label, "the label at x_y_z (JSON)"),
     TypeRoute("/labels", frozenset({"GET", "POST"}), labels,
-              "labels at many points: a JSON body [[x,y,z],...] -> [label,...]"),
+              "labels at many points: a JSON body [[x,y,z],...] -> [label,...]",
+              is_read=_reads),
+    TypeRoute("/index/{label}", frozenset({"GET", "POST"}), index,
+              "a body's label index (protobuf; metadata-only=true for JSON); POST stores one"),
+    TypeRoute("/indices", frozenset({"GET", "POST"}), indices,
+              "indices of a JSON body of labels (LabelIndices); POST LabelIndices to store"),
+    TypeRoute("/size/{label}", frozenset({"GET"}), size, "voxel count (supervoxels=true)"),
+    TypeRoute("/sizes", frozenset({"GET", "POST"}), sizes,
+              "voxel counts of a JSON body of labels", is_read=_reads),
+    TypeRoute("/supervoxels/{label}", frozenset({"GET"}), supervoxels,
+              "the supervoxels of a body"),
+    TypeRoute("/supervoxel-sizes/{label}", frozenset({"GET"}), supervoxel_sizes,
+              "a body's supervoxels and their voxel counts"),
+    TypeRoute("/sparsevol-size/{label}", frozenset({"GET"}), sparsevol_size,
+              "voxels, blocks and block-accurate bounds of a label"),
+    TypeRoute("/sparsevol/{label}", frozenset({"GET"}), sparsevol,
+              "a label's voxels as runs (format=rles|srles|blocks; bounds; HEAD: any?)"),
+    TypeRoute("/sparsevol-by-point/{point}", frozenset({"GET"}), sparsevol_by_point,
+              "the sparse volume of the label at x_y_z"),
+    TypeRoute("/sparsevol-coarse/{label}", frozenset({"GET"}), sparsevol_coarse,
+              "a label's blocks as runs of block coordinates"),
+    TypeRoute("/listlabels", frozenset({"GET"}), listlabels,
+              "uint64 labels in order (start=, number=, sizes=true)"),
+    TypeRoute("/existing-labels", frozenset({"GET"}), existing_labels,
+              "JSON list of every body with voxels"),
+    TypeRoute("/lastmod/{label}", frozenset({"GET"}), lastmod,
+              "the mutation id, user, time and app of a body's last change"),
+    TypeRoute("/mapping", frozenset({"GET", "POST"}), mapping,
+              "bodies of a JSON body of supervoxels", is_read=_reads),
+    TypeRoute("/mappings", frozenset({"GET"}), mappings,
+              "every supervoxel not mapped to itself (format=binary for uint64 pairs)"),
+    TypeRoute("/maxlabel", frozenset({"GET"}), maxlabel, "the largest label at this version"),
+    TypeRoute("/maxlabel/{value}", frozenset({"POST"}), maxlabel, "raise the max label"),
+    TypeRoute("/nextlabel", frozenset({"GET"}), nextlabel, "the next label to be allocated"),
+    TypeRoute("/nextlabel/{count}", frozenset({"POST"}), nextlabel,
+              "reserve count new labels: {start, end}"),
+    TypeRoute("/merge", frozenset({"POST"}), merge, "merge bodies: [target, merged1, ...]"),
+    TypeRoute("/cleave/{label}", frozenset({"POST"}), cleave,
+              "move supervoxels [sv1, ...] of a body into a new body"),
+    TypeRoute("/renumber", frozenset({"POST"}), renumber,
+              "give bodies new ids: [new1, old1, new2, old2, ...]"),
+    TypeRoute("/mutations", frozenset({"GET"}), mutations,
+              "this instance's mutation records at this version"),
 ]

@@ -86,6 +86,12 @@ class Txn(abc.ABC):
         self, start: bytes, end: bytes, *, reverse: bool = False, limit: int | None = None
     ) -> list[tuple[bytes, bytes]]: ...
 
+    async def scan_many(
+        self, ranges: Sequence[tuple[bytes, bytes]]
+    ) -> list[list[tuple[bytes, bytes]]]:
+        """The pairs of each ``[start, end)`` range, in one round trip where the medium can."""
+        return [await self.scan(lo, hi) for lo, hi in ranges]
+
     @abc.abstractmethod
     def put(self, key: bytes, value: bytes) -> None: ...
 
@@ -261,6 +267,12 @@ class BufferedTxn(Txn):
     async def read_range(self, start: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
         """The medium's pairs in ``[start, end)``, in key order."""
 
+    async def read_ranges(
+        self, ranges: Sequence[tuple[bytes, bytes]]
+    ) -> list[list[tuple[bytes, bytes]]]:
+        """:meth:`read_range` of many ranges; backends batch it into one round trip."""
+        return [await self.read_range(lo, hi) for lo, hi in ranges]
+
     def storable(self, key: bytes) -> bool:
         return 0 < len(key) and (self.max_key_bytes is None or len(key) <= self.max_key_bytes)
 
@@ -269,18 +281,31 @@ class BufferedTxn(Txn):
             return self.writes[key]
         return await self.read(key) if self.storable(key) else None
 
-    async def scan(
-        self, start: bytes, end: bytes, *, reverse: bool = False, limit: int | None = None
-    ) -> list[tuple[bytes, bytes]]:
-        merged = dict(await self.read_range(start, end))
+    def _overlay(self, read: list[tuple[bytes, bytes]], start: bytes, end: bytes
+                 ) -> list[tuple[bytes, bytes]]:
+        merged = dict(read)
         for key, value in self.writes.items():
             if start <= key < end:
                 if value is None:
                     merged.pop(key, None)
                 else:
                     merged[key] = value
-        pairs = sorted(merged.items(), reverse=reverse)
+        return sorted(merged.items())
+
+    async def scan(
+        self, start: bytes, end: bytes, *, reverse: bool = False, limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        pairs = self._overlay(await self.read_range(start, end), start, end)
+        if reverse:
+            pairs.reverse()
         return pairs if limit is None else pairs[:limit]
+
+    async def scan_many(
+        self, ranges: Sequence[tuple[bytes, bytes]]
+    ) -> list[list[tuple[bytes, bytes]]]:
+        found = await self.read_ranges(ranges)
+        return [self._overlay(pairs, lo, hi)
+                for pairs, (lo, hi) in zip(found, ranges, strict=True)]
 
     def put(self, key: bytes, value: bytes) -> None:
         limit = self.max_key_bytes
@@ -303,6 +328,11 @@ class _EngineTxn(BufferedTxn):
 
     async def read_range(self, start: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
         return self._engine.scan_ranges([(start, end)])[0]
+
+    async def read_ranges(
+        self, ranges: Sequence[tuple[bytes, bytes]]
+    ) -> list[list[tuple[bytes, bytes]]]:
+        return self._engine.scan_ranges(ranges)
 
 
 class EngineMetaStore(MetaStore):

@@ -81,6 +81,14 @@ def describe_dsn(dsn: str) -> str:
     return f"{host}:{parts.port or 5432}{parts.path or '/'}"
 
 
+def _group_rows(rows: Sequence[Any], n: int) -> list[list[tuple[bytes, bytes]]]:
+    """The rows of a ``_SCAN_MANY`` query, grouped by range."""
+    out: list[list[tuple[bytes, bytes]]] = [[] for _ in range(n)]
+    for i, key, value in rows:
+        out[i - 1].append((key, value))
+    return out
+
+
 class _PgTxn(BufferedTxn):
     def __init__(self, conn: asyncpg.Connection) -> None:
         super().__init__(MAX_KEY_BYTES)
@@ -96,6 +104,12 @@ class _PgTxn(BufferedTxn):
             "SELECT key, value FROM dvidql_kv WHERE key >= $1 AND key < $2 ORDER BY key",
             start, end)
         return [(r[0], r[1]) for r in rows]
+
+    async def read_ranges(
+        self, ranges: Sequence[tuple[bytes, bytes]]
+    ) -> list[list[tuple[bytes, bytes]]]:
+        return _group_rows(await self._conn.fetch(
+            _SCAN_MANY, [lo for lo, _ in ranges], [hi for _, hi in ranges]), len(ranges))
 
     async def apply(self) -> None:
         puts = [(k, v) for k, v in self.writes.items() if v is not None]
@@ -163,12 +177,8 @@ class PostgresMetaStore(MetaStore):
     ) -> list[list[tuple[bytes, bytes]]]:
         if not ranges:
             return []
-        rows = await self._run("scan", lambda c: c.fetch(
-            _SCAN_MANY, [lo for lo, _ in ranges], [hi for _, hi in ranges]))
-        out: list[list[tuple[bytes, bytes]]] = [[] for _ in ranges]
-        for i, key, value in rows:
-            out[i - 1].append((key, value))
-        return out
+        return _group_rows(await self._run("scan", lambda c: c.fetch(
+            _SCAN_MANY, [lo for lo, _ in ranges], [hi for _, hi in ranges])), len(ranges))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Txn]:  # type: ignore[override]

@@ -117,11 +117,11 @@ class VersionedKV:
     # ----- reads -------------------------------------------------------------------------
 
     async def _entries(
-        self, instance: int, tkeys: Sequence[bytes]
+        self, instance: int, tkeys: Sequence[bytes], txn: Txn | None = None
     ) -> list[list[tuple[int, bytes]]]:
         prefixes = [K.data_prefix(instance, t) for t in tkeys]
         ranges = [(p + _VERSION_SPAN[0], p + _VERSION_SPAN[1]) for p in prefixes]
-        found = await self.meta.scan_many(ranges)
+        found = await (self.meta if txn is None else txn).scan_many(ranges)
         out = []
         for prefix, pairs in zip(prefixes, found, strict=True):
             size = len(prefix) + 4
@@ -133,11 +133,13 @@ class VersionedKV:
         return resolve((await self._entries(instance, [tkey]))[0], lineage)
 
     async def get_raw_many(
-        self, instance: int, tkeys: Sequence[bytes], lineage: Lineage
+        self, instance: int, tkeys: Sequence[bytes], lineage: Lineage, txn: Txn | None = None
     ) -> list[bytes | None]:
-        """The tagged entries visible at the lineage's version, with one metadata round trip;
-        pass the present ones to :meth:`visit` or :meth:`_materialize` for their values."""
-        return [resolve(entries, lineage) for entries in await self._entries(instance, tkeys)]
+        """The tagged entries visible at the lineage's version, with one metadata round trip
+        (inside ``txn`` when given, to validate a read-modify-write); pass the present ones to
+        :meth:`visit` or :meth:`materialize` for their values."""
+        return [resolve(entries, lineage)
+                for entries in await self._entries(instance, tkeys, txn)]
 
     async def visit(self, raws: Sequence[bytes], visit: Callable[[int, Buffer], None]) -> None:
         """Call ``visit(i, value)`` for the value of each tagged entry ``raws[i]`` on the worker
@@ -159,7 +161,7 @@ class VersionedKV:
 
     async def get(self, instance: int, tkey: bytes, lineage: Lineage) -> bytes | None:
         raw = await self.get_raw(instance, tkey, lineage)
-        return None if raw is None else (await self._materialize([raw]))[0]
+        return None if raw is None else (await self.materialize([raw]))[0]
 
     async def get_many(
         self, instance: int, tkeys: Sequence[bytes], lineage: Lineage
@@ -167,7 +169,7 @@ class VersionedKV:
         """Values of many keys with one metadata round trip and one batch of blob reads."""
         raws = await self.get_raw_many(instance, tkeys, lineage)
         present = [r for r in raws if r is not None]
-        values = iter(await self._materialize(present))
+        values = iter(await self.materialize(present))
         return [None if r is None else next(values) for r in raws]
 
     async def scan(
@@ -196,7 +198,7 @@ class VersionedKV:
                 for tkey, _ in pending:
                     yield tkey, b""
             else:
-                values = await self._materialize([raw for _, raw in pending])
+                values = await self.materialize([raw for _, raw in pending])
                 for (tkey, _), value in zip(pending, values, strict=True):
                     yield tkey, value
             pending.clear()
@@ -229,7 +231,7 @@ class VersionedKV:
                 refs.add(raw[1:].decode())
         return refs
 
-    async def _materialize(self, raws: Sequence[bytes]) -> list[bytes]:
+    async def materialize(self, raws: Sequence[bytes]) -> list[bytes]:
         refs = [raw[1:].decode() for raw in raws if raw[0] == _BLOB]
         blobs = iter(await self.blobs.get_many(refs) if refs else [])
         out = []

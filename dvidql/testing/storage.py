@@ -348,6 +348,8 @@ class MetaStoreTests(_Suite):
             assert await txn.scan(b"t", b"u", limit=2) == expected[:2]
             assert await txn.scan(b"t", b"u", reverse=True, limit=2) == expected[::-1][:2]
             assert await txn.scan(b"t2", b"t4") == [(b"t3", b"raw-t3")]
+            assert await txn.scan_many([(b"t2", b"t4"), (b"t", b"u"), (b"v", b"w")]) == [
+                [(b"t3", b"raw-t3")], expected, []]
             # Not visible outside the transaction before it commits.
             assert await store.get(b"t4") is None
             assert await store.get(b"t1") == b"raw-t1"

@@ -16,6 +16,7 @@ from dvidql.codec.labelblock import (
     block_labels,
     decode_label_block,
     encode_label_block,
+    label_counts,
     relabel_block,
 )
 
@@ -253,3 +254,20 @@ def test_bad_dtype_and_short_palette_reads() -> None:
     for read in (block_labels, lambda d: relabel_block(d, {})):
         with pytest.raises(ValueError, match="truncated"):
             read(struct.pack("<4IQ", 1, 1, 1, 3, 7))
+
+
+@given(st.integers(0, 2**32), st.sampled_from([(8, 8, 8), (16, 8, 24)]), st.integers(1, 40))
+def test_label_counts_equal_numpy_unique(seed: int, shape: tuple[int, int, int],
+                                         labels: int) -> None:
+    rng = np.random.default_rng(seed)
+    volume = np.sort(rng.integers(0, labels, shape, np.uint64), axis=2)  # runs, as segmentation
+    ids, counts = label_counts(volume)
+    want_ids, want_counts = np.unique(volume, return_counts=True)
+    assert ids.tolist() == want_ids.tolist() and counts.tolist() == want_counts.tolist()
+
+
+def test_decode_relabels_the_palette() -> None:
+    volume = np.arange(16 * 16 * 16, dtype=np.uint64).reshape(16, 16, 16) % 7
+    data = encode_label_block(volume)
+    mapped = decode_label_block(data, volume.shape, lambda p: p * np.uint64(10))
+    assert np.array_equal(mapped, volume * np.uint64(10))

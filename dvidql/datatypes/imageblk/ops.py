@@ -9,7 +9,8 @@ transaction that points at them, so a failed write leaves at most unreferenced b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from typing_extensions import Buffer
@@ -116,10 +117,13 @@ async def write_blocks(
     h: DataHandle,
     blocks: Sequence[tuple[Point, np.ndarray]],
     *,
-    also: Callable[[Txn], None] | None = None,
+    also: Callable[[Txn, int], Awaitable[None]] | None = None,
+    record: Mapping[str, Any] | None = None,
 ) -> int:
     """Store whole (z, y, x) blocks in one transaction (all or nothing); marks them for the
-    next pyramid level and grows the extents. ``also`` adds writes to the same transaction."""
+    next pyramid level and grows the extents. ``also(txn, mutation_id)`` adds writes to the
+    same transaction, called before the blocks are written; ``record`` adds fields to the
+    mutation's log record."""
     if not blocks:
         raise BadRequest("no blocks to write")
     lay = layout(h.instance)
@@ -139,19 +143,20 @@ async def write_blocks(
     entries = await h.kv.encode_many(await in_parallel(blocks, work), blob=True)
     versioned = h.instance.versioned
     coords = [coord for coord, _ in blocks]
+    lo = [min(c[i] for c in coords) for i in range(3)]
+    hi = [max(c[i] for c in coords) for i in range(3)]
     async with h.writing() as txn:
+        mutation_id = await h.log(txn, {"Action": "post-blocks", "Blocks": len(coords),
+                                        "MinBlock": lo, "MaxBlock": hi, **(record or {})})
+        if also is not None:  # first, so that it reads the store as it was before the write
+            await also(txn, mutation_id)
         for coord, raw in zip(coords, entries, strict=True):
             h.kv.put_raw(txn, h.instance_id, block_tkey(coord), h.version, raw,
                          versioned=versioned)
             h.kv.put_raw(txn, h.instance_id, dirty_tkey(coord), h.version, _MARK,
                          versioned=versioned)
         await _grow_extents(h, txn, lay, coords)
-        if also is not None:
-            also(txn)
-        lo = [min(c[i] for c in coords) for i in range(3)]
-        hi = [max(c[i] for c in coords) for i in range(3)]
-        return await h.log(txn, {"Action": "post-blocks", "Blocks": len(coords),
-                                 "MinBlock": lo, "MaxBlock": hi})
+        return mutation_id
 
 
 # ----- extents (instance-wide, grown by writes, settable) --------------------------------
@@ -225,7 +230,7 @@ async def downres(src: DataHandle, dst: DataHandle, *, batch: int = 64) -> int:
             blocks.append((parent, halve(full)))
         marks = [c for p in group for c in by_parent[p]]
 
-        def clear(txn: Txn, marks: list[Point] = marks) -> None:
+        async def clear(txn: Txn, _: int, marks: list[Point] = marks) -> None:
             for coord in marks:
                 src.kv.delete(txn, src.instance_id, dirty_tkey(coord), src.version,
                               versioned=src.instance.versioned)

@@ -24,6 +24,7 @@ from dvidql.datatypes.imageblk import (
     parse_triple,
     parse_voxel_size,
 )
+from dvidql.datatypes.labelmap import keys
 from dvidql.errors import BadRequest
 from dvidql.versions.dag import Instance
 
@@ -62,6 +63,9 @@ class LabelmapType(VolumeType):
                                                "MaxDownresLevel", 255),
             "IndexedLabels": indexed,
         }
+
+    def describe_key(self, tkey: bytes) -> str:
+        return keys.describe(tkey) or super().describe_key(tkey)
 
     def extended(self, instance: Instance, state: Any = None) -> dict[str, Any]:
         """DVID's Extended info (the fields neuroglancer reads among them)."""

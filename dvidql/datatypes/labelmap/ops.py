@@ -9,26 +9,51 @@ import lz4.block
 import numpy as np
 from typing_extensions import Buffer
 
-from dvidql.codec.labelblock import LabelCodec, decode_label_block
+from dvidql.codec.labelblock import Relabel, block_labels, decode_label_block, relabel_block
 from dvidql.codec.serialization import GZIP, deserialize, gzip_bytes, stored_format
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
+from dvidql.datatypes.imageblk.keys import block_tkey
 from dvidql.datatypes.imageblk.ops import (
     check_request_size,
     decode_stored,
+    read_box,
     read_stored,
     write_blocks,
 )
-from dvidql.datatypes.voxels import INT32_MAX, INT32_MIN, Point
+from dvidql.datatypes.labelmap.model import (
+    NO_MOD,
+    ModInfo,
+    Plan,
+    Reads,
+    block_write_plan,
+    bodies_of,
+    relabeler,
+    replan_if_stale,
+)
+from dvidql.datatypes.voxels import (
+    INT32_MAX,
+    INT32_MIN,
+    Box,
+    Point,
+    block_coords,
+    new_volume,
+    paste,
+    split_blocks,
+)
 from dvidql.errors import BadRequest
+from dvidql.ids import now
 from dvidql.parallel import in_parallel
+from dvidql.storage.base import Txn
 
-__all__ = ["ingest_compressed", "labels_at", "stream_payloads"]
+__all__ = ["ingest_compressed", "labels_at", "read_labels", "stream_payloads", "write_label_blocks",
+           "write_label_box"]
 
 
-async def labels_at(h: DataHandle, points: np.ndarray) -> np.ndarray:
-    """The labels at (n, 3) voxel x, y, z points, 0 where nothing was written; each block
-    under the points is read and decoded once."""
+async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = False
+                    ) -> np.ndarray:
+    """The labels (bodies, or ``supervoxels``) at (n, 3) voxel x, y, z points, 0 where nothing
+    was written; each block under the points is read and decoded once."""
     pts = np.asarray(points, np.int64).reshape(-1, 3)
     if pts.size and (pts.min() < INT32_MIN or pts.max() > INT32_MAX):
         raise BadRequest("points must lie within the 32-bit coordinate range")
@@ -49,39 +74,125 @@ async def labels_at(h: DataHandle, points: np.ndarray) -> np.ndarray:
         if voxels is not None:
             mine = by_block[starts[i]:starts[i + 1]]
             out[mine] = voxels[local[mine, 2], local[mine, 1], local[mine, 0]]
+    return out if supervoxels else await bodies_of(h, out)
+
+
+async def _payloads(h: DataHandle, raws: Sequence[bytes]) -> list[bytes]:
+    """The compressed label blocks of stored entries (decompressed, not decoded)."""
+    out: list[bytes] = [b""] * len(raws)
+
+    def grab(i: int, stored: Buffer) -> None:
+        out[i] = bytes(deserialize(stored))
+
+    await h.kv.visit(raws, grab)
     return out
 
 
-def _payload(stored: bytes, compression: str, codec: LabelCodec,
-             shape: tuple[int, int, int]) -> bytes:
-    """One block of a stream: ``blocks`` is the gzip of DVID's compressed block (sent as
-    stored when the instance keeps gzip), the others the raw uint64 array."""
-    if compression == "blocks" and stored_format(stored) == GZIP:
-        return stored[1:]
+async def read_labels(h: DataHandle, box: Box, *, supervoxels: bool = False) -> np.ndarray:
+    """The box's (z, y, x) labels: bodies, or ``supervoxels``. Mapping rewrites each block's
+    palette before its voxels are filled in, so a mapped read costs about a plain one."""
+    if supervoxels:
+        return await read_box(h, box)
+    lay = layout(h.instance)
+    check_request_size(h, box.voxels * 8)
+    lo, hi = box.block_span(lay.block)
+    coords = block_coords(lo, hi)
+    entries = await h.kv.get_raw_many(h.instance_id, [block_tkey(tuple(c)) for c in coords],
+                                      h.lineage)
+    present = [i for i, e in enumerate(entries) if e is not None]
+    payloads = await _payloads(h, [entries[i] for i in present])  # type: ignore[misc]
+    relabel = await relabeler(h, _palettes(payloads))
+    out = new_volume(box, len(present) == len(entries), 0, np.uint64)
+
+    def place(part: Sequence[int]) -> list[None]:
+        for i in part:
+            paste(out, box, lay.block, coords[present[i]],
+                  decode_label_block(payloads[i], lay.block_shape, relabel))
+        return []
+
+    await in_parallel(range(len(present)), place)
+    return out
+
+
+def _palettes(payloads: Sequence[Buffer]) -> np.ndarray:
+    return (np.concatenate([block_labels(p) for p in payloads]) if payloads
+            else np.zeros(0, np.uint64))
+
+
+def _block_payload(payload: bytes, compression: str, shape: tuple[int, int, int],
+                   relabel: Relabel | None) -> bytes:
+    """One block of a stream from its compressed label block: ``blocks`` is its gzip, the
+    others the raw uint64 array."""
     if compression == "blocks":
-        return gzip_bytes(deserialize(stored))
-    raw = codec.decode(stored, shape).astype("<u8", copy=False).tobytes()
+        return gzip_bytes(payload if relabel is None else relabel_block(payload, relabel))
+    raw = decode_label_block(payload, shape, relabel).astype("<u8", copy=False).tobytes()
     if compression == "lz4":
         return lz4.block.compress(raw, store_size=False)
     return gzip_bytes(raw) if compression == "gzip" else raw
 
 
-async def stream_payloads(h: DataHandle, coords: Sequence[Point],
-                          compression: str) -> list[tuple[Point, bytes]]:
-    """The stored blocks among ``coords`` with their stream payloads, in the given order."""
+async def stream_payloads(h: DataHandle, coords: Sequence[Point], compression: str, *,
+                          supervoxels: bool = False) -> list[tuple[Point, bytes]]:
+    """The stored blocks among ``coords`` with their stream payloads, in the given order;
+    bodies unless ``supervoxels`` (a gzip-stored block goes out as stored then)."""
     lay = layout(h.instance)
-    assert isinstance(lay.codec, LabelCodec)
-    codec = lay.codec
-    stored = await read_stored(h, coords)
-    found = [(c, s) for c, s in zip(coords, stored, strict=True) if s is not None]
+    entries = await h.kv.get_raw_many(h.instance_id, [block_tkey(c) for c in coords], h.lineage)
+    present = [i for i, e in enumerate(entries) if e is not None]
+    found = [coords[i] for i in present]
+    stored = await h.kv.materialize([entries[i] for i in present])  # type: ignore[misc]
+    if supervoxels and compression == "blocks":
+        def as_stored(part: Sequence[int]) -> list[bytes]:
+            return [s[1:] if stored_format(s) == GZIP else gzip_bytes(deserialize(s))
+                    for s in (stored[i] for i in part)]
+        return list(zip(found, await in_parallel(range(len(found)), as_stored), strict=True))
 
-    def work(part: Sequence[tuple[Point, bytes]]) -> list[tuple[Point, bytes]]:
-        return [(c, _payload(s, compression, codec, lay.block_shape)) for c, s in part]
+    def unpack(part: Sequence[bytes]) -> list[bytes]:
+        return [bytes(deserialize(s)) for s in part]
 
-    return await in_parallel(found, work)
+    payloads = await in_parallel(stored, unpack)
+    relabel = None if supervoxels else await relabeler(h, _palettes(payloads))
+
+    def work(part: Sequence[int]) -> list[bytes]:
+        return [_block_payload(payloads[i], compression, lay.block_shape, relabel) for i in part]
+
+    return list(zip(found, await in_parallel(range(len(found)), work), strict=True))
 
 
-async def ingest_compressed(h: DataHandle, records: Sequence[tuple[Point, Buffer]]) -> int:
+async def write_label_blocks(h: DataHandle, blocks: Sequence[tuple[Point, np.ndarray]],
+                             mod: ModInfo = NO_MOD) -> int:
+    """Store supervoxel blocks at scale 0 and keep the label indices and max label in step,
+    in the one transaction of the write; returns the mutation id."""
+    indexed = h.instance.settings["IndexedLabels"]
+
+    async def planner(txn: Txn | None) -> Plan:
+        if indexed:
+            return await block_write_plan(h, blocks, txn)
+        highest = max((int(v.max()) for _, v in blocks), default=0)
+        return Plan(Reads(), highest=highest)
+
+    plan = await planner(None)
+    await plan.prepare(h)
+
+    async def also(txn: Txn, mutation_id: int) -> None:
+        current = await replan_if_stale(h, txn, plan, planner)
+        await current.apply(h, txn, mutation_id, now(), mod)
+
+    return await write_blocks(h, blocks, also=also, record=mod.fields())
+
+
+async def write_label_box(h: DataHandle, box: Box, volume: np.ndarray,
+                          mod: ModInfo = NO_MOD) -> int:
+    """Store a block-aligned (z, y, x) volume of supervoxels (see :func:`write_label_blocks`)."""
+    lay = layout(h.instance)
+    box.require_aligned(lay.block)
+    check_request_size(h, box.voxels * 8)
+    if volume.shape != box.shape:
+        raise BadRequest(f"voxel data has shape {volume.shape}, expected {box.shape} (z, y, x)")
+    return await write_label_blocks(h, list(split_blocks(volume, box, lay.block)), mod)
+
+
+async def ingest_compressed(h: DataHandle, records: Sequence[tuple[Point, Buffer]],
+                            mod: ModInfo = NO_MOD) -> int:
     """Write blocks given as the gzip of DVID's compressed label block, after decoding every
     one (a malformed block refuses the whole request)."""
     shape = layout(h.instance).block_shape
@@ -99,4 +210,4 @@ async def ingest_compressed(h: DataHandle, records: Sequence[tuple[Point, Buffer
     blocks = await in_parallel(records, work)
     if len({c for c, _ in blocks}) != len(blocks):
         raise BadRequest("the block stream names a block more than once")
-    return await write_blocks(h, blocks)
+    return await write_label_blocks(h, blocks, mod)

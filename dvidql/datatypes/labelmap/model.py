@@ -1,0 +1,369 @@
+"""The labelmap model beyond voxels: the supervoxel→body mapping, per-body label indices and
+last modifications, max labels and label allocation, all versioned store entries (so start-up
+costs nothing however many mutations were made).
+
+Mutations are planned from reads made outside any transaction, so edits on different bodies
+compute in parallel; inside its transaction a plan checks that every entry it read is
+unchanged and, if another edit got there first, is planned again from reads inside the
+transaction, which writers hold one at a time. No edit is lost and none waits on another's
+planning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from dvidql.codec.labelblock import Relabel, label_counts
+from dvidql.codec.labelindex import (
+    LabelIndex,
+    load_label_index,
+    pack_block_coords,
+    store_label_index,
+)
+from dvidql.datatypes.base import DataHandle
+from dvidql.datatypes.imageblk import layout
+from dvidql.datatypes.imageblk.keys import block_tkey
+from dvidql.datatypes.labelmap.keys import (
+    MAXLABEL,
+    counter_key,
+    decode_label,
+    index_tkey,
+    lastmod_tkey,
+    mapping_tkey,
+)
+from dvidql.datatypes.voxels import Point
+from dvidql.errors import BadRequest
+from dvidql.ids import now
+from dvidql.parallel import in_parallel
+from dvidql.storage.base import Txn
+
+__all__ = [
+    "MAX_LABEL",
+    "NO_MOD",
+    "ModInfo",
+    "Plan",
+    "Reads",
+    "all_mappings",
+    "allocate",
+    "block_write_plan",
+    "bodies_of",
+    "commit",
+    "load_indices",
+    "max_label",
+    "next_label",
+    "read_lastmod",
+    "relabeler",
+    "replan_if_stale",
+]
+
+MAX_LABEL = 2**64 - 1
+_LE = np.dtype("<u8")
+
+
+@dataclass(frozen=True)
+class ModInfo:
+    """Who asked for a mutation (DVID's ``u=`` and ``app=``)."""
+
+    user: str = ""
+    app: str = ""
+
+    def fields(self) -> dict[str, str]:
+        return {k: v for k, v in (("User", self.user), ("App", self.app)) if v}
+
+
+NO_MOD = ModInfo()
+
+
+@dataclass
+class Reads:
+    """Raw store entries a plan was made from, to check inside its transaction."""
+
+    tkeys: list[bytes] = field(default_factory=list)
+    raws: list[bytes | None] = field(default_factory=list)
+
+    def add(self, tkeys: Sequence[bytes], raws: Sequence[bytes | None]) -> None:
+        self.tkeys.extend(tkeys)
+        self.raws.extend(raws)
+
+    async def unchanged(self, h: DataHandle, txn: Txn) -> bool:
+        return await _raw(h, self.tkeys, txn) == self.raws
+
+
+async def _raw(h: DataHandle, tkeys: Sequence[bytes], txn: Txn | None) -> list[bytes | None]:
+    if not tkeys:
+        return []
+    return await h.kv.get_raw_many(h.instance_id, tkeys, h.lineage, txn)
+
+
+async def _values(h: DataHandle, raws: Sequence[bytes | None]) -> list[bytes | None]:
+    found = iter(await h.kv.materialize([r for r in raws if r is not None]))
+    return [None if r is None else next(found) for r in raws]
+
+
+# ----- the mapping -----------------------------------------------------------------------
+
+async def bodies_of(h: DataHandle, labels: np.ndarray, txn: Txn | None = None,
+                    reads: Reads | None = None) -> np.ndarray:
+    """The body of each supervoxel (aligned; unmapped supervoxels are their own body, 0 stays
+    0), with one batch of mapping reads; ``reads`` collects the entries read."""
+    labels = np.asarray(labels, np.uint64)
+    unique, inverse = np.unique(labels, return_inverse=True)
+    mapped = await _map_unique(h, unique, txn, reads)
+    return mapped[inverse.reshape(labels.shape)]
+
+
+async def _map_unique(h: DataHandle, unique: np.ndarray, txn: Txn | None,
+                      reads: Reads | None) -> np.ndarray:
+    tkeys = [mapping_tkey(v) for v in unique.tolist()]
+    raws = await _raw(h, tkeys, txn)
+    if reads is not None:
+        reads.add(tkeys, raws)
+    mapped = unique.copy()
+    for i, value in enumerate(await _values(h, raws)):
+        if value is not None:
+            mapped[i] = int.from_bytes(value, "little")
+    if len(unique) and unique[0] == 0:
+        mapped[0] = 0
+    return mapped
+
+
+async def relabeler(h: DataHandle, labels: np.ndarray) -> Relabel:
+    """A palette relabeling from supervoxels to bodies for any of ``labels``."""
+    unique = np.unique(np.asarray(labels, np.uint64))
+    mapped = await _map_unique(h, unique, None, None)
+
+    def relabel(palette: np.ndarray) -> np.ndarray:
+        where = np.searchsorted(unique, palette)
+        return mapped[np.minimum(where, len(unique) - 1)] if len(unique) else palette
+
+    return relabel
+
+
+def mapping_value(body: int) -> bytes:
+    return body.to_bytes(8, "little")
+
+
+async def all_mappings(h: DataHandle) -> np.ndarray:
+    """(n, 2) uint64 supervoxel, body pairs of every supervoxel not mapped to itself."""
+    lo, hi = mapping_tkey(0), mapping_tkey(MAX_LABEL)
+    pairs = [(decode_label(tkey), int.from_bytes(value, "little"))
+             async for tkey, value in h.kv.scan(h.instance_id, h.lineage, lo, hi)]
+    found = np.array(pairs, np.uint64).reshape(-1, 2)
+    return found[found[:, 0] != found[:, 1]]
+
+
+# ----- label indices ---------------------------------------------------------------------
+
+async def load_indices(h: DataHandle, bodies: Sequence[int], txn: Txn | None = None,
+                       reads: Reads | None = None) -> list[LabelIndex | None]:
+    """The label index of each body (None where there is no such body)."""
+    tkeys = [index_tkey(b) for b in bodies]
+    raws = await _raw(h, tkeys, txn)
+    if reads is not None:
+        reads.add(tkeys, raws)
+    stored = await _values(h, raws)
+
+    def work(part: Sequence[bytes | None]) -> list[LabelIndex | None]:
+        return [None if s is None else load_label_index(s) for s in part]
+
+    return await in_parallel(stored, work)
+
+
+def lastmod_record(mutation_id: int, when: str, mod: ModInfo) -> bytes:
+    return orjson.dumps({"mutation id": mutation_id, "last mod user": mod.user,
+                         "last mod time": when, "last mod app": mod.app})
+
+
+async def read_lastmod(h: DataHandle, bodies: Sequence[int]) -> list[dict[str, Any] | None]:
+    """DVID's ``lastmod`` JSON of each body, None where never modified."""
+    values = await _values(h, await _raw(h, [lastmod_tkey(b) for b in bodies], None))
+    return [None if v is None else orjson.loads(v) for v in values]
+
+
+# ----- max labels and allocation ---------------------------------------------------------
+
+async def max_label(h: DataHandle, txn: Txn | None = None) -> int:
+    """The largest label at this version and its ancestors (children never report less)."""
+    (value,) = await _values(h, await _raw(h, [MAXLABEL], txn))
+    return int(value) if value else 0
+
+
+async def _counter(h: DataHandle, txn: Txn | None) -> dict[str, int]:
+    key = counter_key(h.repo, h.instance)
+    raw = await (h.kv.meta.get(key) if txn is None else txn.get(key))
+    return {"max": 0, "next": 0, "ceiling": 0, **(orjson.loads(raw) if raw else {})}
+
+
+async def next_label(h: DataHandle) -> int:
+    counter = await _counter(h, None)
+    return counter["next"] or counter["max"] + 1
+
+
+async def note_labels(h: DataHandle, txn: Txn, highest: int) -> None:
+    """Raise this version's max label and the repo-wide one to ``highest``."""
+    if highest > await max_label(h, txn):
+        await h.kv.put(txn, h.instance_id, MAXLABEL, h.version, str(highest).encode(),
+                       versioned=h.instance.versioned)
+    counter = await _counter(h, txn)
+    if highest > counter["max"]:
+        counter["max"] = highest
+        txn.put(counter_key(h.repo, h.instance), orjson.dumps(counter))
+
+
+async def allocate(h: DataHandle, txn: Txn, count: int) -> int:
+    """The first of ``count`` new labels, never handed out before on any branch: from the
+    next-label counter when one is set, else above the largest label in the repo."""
+    counter = await _counter(h, txn)
+    start = counter["next"] or counter["max"] + 1
+    end = start + count - 1
+    limit = counter["ceiling"] or MAX_LABEL
+    if end > limit:
+        raise BadRequest(f"allocating {count} label(s) from {start} would pass the label "
+                         f"limit {limit}")
+    if counter["next"]:
+        counter["next"] = end + 1
+    txn.put(counter_key(h.repo, h.instance), orjson.dumps(counter))
+    await note_labels(h, txn, end)
+    return start
+
+
+# ----- plans and commits -----------------------------------------------------------------
+
+@dataclass
+class Plan:
+    """What a mutation writes, from what it read: ``writes`` maps tkeys to new values (None
+    deletes); ``bodies`` get this mutation as their last modification; ``highest`` is the
+    largest label the mutation introduces; ``result`` is for the caller."""
+
+    reads: Reads
+    writes: dict[bytes, bytes | None] = field(default_factory=dict)
+    bodies: list[int] = field(default_factory=list)
+    highest: int = 0
+    result: dict[str, Any] = field(default_factory=dict)
+    _encoded: list[bytes] = field(default_factory=list)
+
+    async def prepare(self, h: DataHandle) -> None:
+        """Encode the values (large ones go to the blob store) before the transaction."""
+        values = [v for v in self.writes.values() if v is not None]
+        self._encoded = await h.kv.encode_many(values)
+
+    async def apply(self, h: DataHandle, txn: Txn, mutation_id: int, when: str,
+                    mod: ModInfo) -> None:
+        versioned = h.instance.versioned
+        encoded = iter(self._encoded)
+        for tkey, value in self.writes.items():
+            if value is None:
+                h.kv.delete(txn, h.instance_id, tkey, h.version, versioned=versioned)
+            else:
+                h.kv.put_raw(txn, h.instance_id, tkey, h.version, next(encoded),
+                             versioned=versioned)
+        record = lastmod_record(mutation_id, when, mod)
+        for body in self.bodies:
+            await h.kv.put(txn, h.instance_id, lastmod_tkey(body), h.version, record,
+                           versioned=versioned)
+        if self.highest:
+            await note_labels(h, txn, self.highest)
+
+    def put_index(self, index: LabelIndex) -> None:
+        """Store the index, or delete it when empty (a body without voxels is no body)."""
+        self.writes[index_tkey(index.label)] = (
+            store_label_index(index) if len(index.counts) else None)
+
+
+Planner = Callable[[Txn | None], Awaitable[Plan]]
+
+
+async def replan_if_stale(h: DataHandle, txn: Txn, plan: Plan, planner: Planner) -> Plan:
+    """The plan if what it read is unchanged, else a new one from reads inside ``txn``."""
+    if await plan.reads.unchanged(h, txn):
+        return plan
+    plan = await planner(txn)
+    await plan.prepare(h)
+    return plan
+
+
+async def commit(h: DataHandle, planner: Planner, record: Callable[[Plan], dict[str, Any]],
+                 mod: ModInfo) -> tuple[int, Plan]:
+    """Plan, then apply in one transaction with the mutation's log record; returns the
+    mutation id and the plan applied."""
+    plan = await planner(None)
+    await plan.prepare(h)
+    async with h.writing() as txn:
+        plan = await replan_if_stale(h, txn, plan, planner)
+        when = now()
+        mutation_id = await h.log(txn, {**record(plan), **mod.fields(), "Timestamp": when})
+        await plan.apply(h, txn, mutation_id, when, mod)
+    return mutation_id, plan
+
+
+# ----- indices kept in step with block writes --------------------------------------------
+
+def _rows(coords: Sequence[Point], counted: Sequence[tuple[np.ndarray, np.ndarray]],
+          sign: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(packed block, supervoxel, signed count) rows of counted blocks, label 0 left out."""
+    packed = pack_block_coords(np.array(coords, np.int64).reshape(-1, 3))
+    sizes = [len(ids) for ids, _ in counted]
+    blocks = np.repeat(packed, sizes)
+    svs = np.concatenate([ids for ids, _ in counted]) if counted else np.zeros(0, np.uint64)
+    counts = np.concatenate([c for _, c in counted]) if counted else np.zeros(0, np.int64)
+    keep = svs != 0
+    return blocks[keep], svs[keep].astype(np.uint64), sign * counts[keep]
+
+
+async def block_write_plan(h: DataHandle, blocks: Sequence[tuple[Point, np.ndarray]],
+                           txn: Txn | None = None) -> Plan:
+    """The index changes of overwriting ``blocks`` (scale 0): the old blocks' supervoxel
+    counts leave their bodies' indices, the new ones join them."""
+    lay = layout(h.instance)
+    reads = Reads()
+    coords = [c for c, _ in blocks]
+    tkeys = [block_tkey(c) for c in coords]
+    old_raws = await _raw(h, tkeys, txn)
+    reads.add(tkeys, old_raws)
+    present = [i for i, r in enumerate(old_raws) if r is not None]
+    old_stored = await h.kv.materialize([old_raws[i] for i in present])  # type: ignore[misc]
+
+    def count_new(part: Sequence[tuple[Point, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [label_counts(v) for _, v in part]
+
+    def count_old(part: Sequence[bytes]) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [label_counts(lay.codec.decode(s, lay.block_shape)) for s in part]
+
+    new_counts = await in_parallel(blocks, count_new)
+    old_counts = await in_parallel(old_stored, count_old)
+    parts = [_rows(coords, new_counts, 1), _rows([coords[i] for i in present], old_counts, -1)]
+    rows = [np.concatenate([p[k] for p in parts]) for k in range(3)]
+    highest = int(max((ids[-1] for ids, _ in new_counts if len(ids)), default=0))
+    bodies = await bodies_of(h, rows[1], txn, reads)
+    return await _apply_rows(h, reads, rows, bodies, txn, highest)
+
+
+async def _apply_rows(h: DataHandle, reads: Reads, rows: list[np.ndarray], bodies: np.ndarray,
+                      txn: Txn | None, highest: int) -> Plan:
+    """A plan adding signed (block, supervoxel, count) rows to the indices of ``bodies``."""
+    live = bodies != 0  # supervoxels split away or reserved ids are not indexed
+    blocks, svs, counts = (r[live] for r in rows)
+    bodies = bodies[live]
+    order = np.argsort(bodies, kind="stable")
+    touched, starts = np.unique(bodies[order], return_index=True)
+    ends = [*starts[1:].tolist(), len(order)]
+    plan = Plan(reads, highest=highest)
+    current = await load_indices(h, touched.tolist(), txn, reads)
+    for body, lo, hi, old in zip(touched.tolist(), starts.tolist(), ends, current, strict=True):
+        mine = order[lo:hi]
+        base = old if old is not None else LabelIndex(body)
+        try:
+            index = LabelIndex.of(body, np.concatenate([base.blocks, blocks[mine]]),
+                                  np.concatenate([base.svs, svs[mine]]),
+                                  np.concatenate([base.counts.astype(np.int64), counts[mine]]))
+        except ValueError as exc:
+            raise RuntimeError(f"label index of body {body} disagrees with its blocks: "
+                               f"{exc}") from None
+        plan.put_index(index)
+        plan.bodies.append(body)
+    return plan

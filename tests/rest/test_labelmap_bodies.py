@@ -1,0 +1,281 @@
+"""labelmap bodies over HTTP against a numpy ground truth: label indices kept by ingest and
+overwrites, then merges, cleaves and renumbers, after each of which voxels (mapped and as
+supervoxels), sizes, supervoxel lists, sparse volumes, mappings and listings agree with the
+model; edits on a branch stay off its parent; bad edits are refused and change nothing."""
+
+from __future__ import annotations
+
+import gzip
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from dvidql.codec.labelindex import decode_label_index, decode_label_indices, encode_label_indices
+from dvidql.codec.sparsevol import decode_blocks, decode_rles, decode_srles
+from tests.rest.conftest import child
+from tests.rest.test_bad_input import assert_error
+
+FIXTURES = Path(__file__).resolve().parents[1] / "codec" / "fixtures"
+BLOCK = 32
+SHAPE = (64, 64, 128)  # z, y, x
+
+
+def _sample(name: str) -> np.ndarray:
+    raw = gzip.decompress((FIXTURES / f"{name}-64x64x64-sample1.dat.gz").read_bytes())
+    return np.frombuffer(raw, "<u8").reshape(64, 64, 64).astype(np.uint64)
+
+
+class Model:
+    """Supervoxel voxels and the supervoxel -> body mapping a client expects."""
+
+    def __init__(self, supervoxels: np.ndarray) -> None:
+        self.svs = supervoxels.copy()
+        self.mapping: dict[int, int] = {}
+
+    def body_of(self, sv: int) -> int:
+        return self.mapping.get(sv, sv)
+
+    def bodies(self) -> np.ndarray:
+        unique, inverse = np.unique(self.svs, return_inverse=True)
+        mapped = np.array([self.body_of(v) if v else 0 for v in unique.tolist()], np.uint64)
+        return mapped[inverse].reshape(self.svs.shape)
+
+    def members(self, body: int) -> list[int]:
+        return sorted(v for v in np.unique(self.svs).tolist() if v and self.body_of(v) == body)
+
+
+def _url(uuid: str, path: str) -> str:
+    return f"/api/node/{uuid}/seg/{path}"
+
+
+def _mask_of_runs(runs: np.ndarray) -> np.ndarray:
+    mask = np.zeros(SHAPE, bool)
+    for x, y, z, n in runs.tolist():
+        mask[z, y, x:x + n] = True
+    return mask
+
+
+def check(client: httpx.Client, uuid: str, model: Model, detail: list[int]) -> None:
+    """Everything the model predicts at ``uuid``; ``detail`` bodies get sparse volumes too."""
+    size = "_".join(map(str, SHAPE[::-1]))
+    bodies = model.bodies()
+    got = client.get(_url(uuid, f"raw/0_1_2/{size}/0_0_0"))
+    assert np.array_equal(np.frombuffer(got.content, "<u8").reshape(SHAPE), bodies)
+    got = client.get(_url(uuid, f"raw/0_1_2/{size}/0_0_0"), params={"supervoxels": "true"})
+    assert np.array_equal(np.frombuffer(got.content, "<u8").reshape(SHAPE), model.svs)
+    ids, counts = np.unique(bodies[bodies != 0], return_counts=True)
+    listed = np.frombuffer(client.get(_url(uuid, "listlabels"), params={"sizes": "true"}).content,
+                           "<u8").reshape(-1, 2)
+    assert listed[:, 0].tolist() == ids.tolist() and listed[:, 1].tolist() == counts.tolist()
+    assert client.request("GET", _url(uuid, "sizes"), json=ids.tolist()).json() == \
+        counts.tolist()
+    assert client.get(_url(uuid, "existing-labels")).json() == ids.tolist()
+    for body in detail:
+        mask = bodies == body
+        if not mask.any():
+            assert client.get(_url(uuid, f"size/{body}")).status_code == 404
+            assert client.get(_url(uuid, f"sparsevol/{body}")).status_code == 404
+            continue
+        assert client.get(_url(uuid, f"size/{body}")).json() == {"voxels": int(mask.sum())}
+        assert client.get(_url(uuid, f"supervoxels/{body}")).json() == model.members(body)
+        runs = decode_rles(client.get(_url(uuid, f"sparsevol/{body}")).content)
+        assert np.array_equal(_mask_of_runs(runs), mask)
+        blocks = {tuple(c) for c in (np.argwhere(mask)[:, ::-1] // BLOCK).tolist()}
+        info = client.get(_url(uuid, f"sparsevol-size/{body}")).json()
+        assert info["voxels"] == int(mask.sum()) and info["numblocks"] == len(blocks)
+        index = decode_label_index(client.get(_url(uuid, f"index/{body}")).content)
+        assert index.label == body and index.num_voxels == int(mask.sum())
+        assert sorted(index.supervoxels().tolist()) == model.members(body)
+
+
+@pytest.fixture
+def seg(client: httpx.Client) -> tuple[str, Model]:
+    """A repo with labelmap 'seg' (32^3 blocks) holding two real fly segmentation samples."""
+    root = client.post("/api/repos", json={}).json()["root"]
+    made = client.post(f"/api/repo/{root}/instance",
+                       json={"typename": "labelmap", "dataname": "seg", "BlockSize": "32"})
+    assert made.status_code == 200, made.text
+    volume = np.concatenate([_sample("fib19"), _sample("cx")], axis=2)
+    posted = client.post(_url(root, "raw/0_1_2/128_64_64/0_0_0"),
+                         params={"u": "ingester", "app": "test"},
+                         content=volume.astype("<u8").tobytes())
+    assert posted.status_code == 200, posted.text
+    return root, Model(volume)
+
+
+def _largest(model: Model, n: int) -> list[int]:
+    ids, counts = np.unique(model.svs[model.svs != 0], return_counts=True)
+    return [int(v) for v in ids[np.argsort(counts)[::-1][:n]]]
+
+
+def test_ingest_builds_indices(client: httpx.Client, seg: tuple[str, Model]) -> None:
+    root, model = seg
+    check(client, root, model, _largest(model, 3))
+    big = int(model.svs.max())
+    assert client.get(_url(root, "maxlabel")).json() == {"maxlabel": big}
+    assert client.get(_url(root, "nextlabel")).json() == {"nextlabel": big + 1}
+    label = _largest(model, 1)[0]
+    mod = client.get(_url(root, f"lastmod/{label}")).json()
+    assert mod["last mod user"] == "ingester" and mod["last mod app"] == "test"
+    meta = client.get(_url(root, f"index/{label}"), params={"metadata-only": "true"}).json()
+    assert meta["last_mutid"] == mod["mutation id"] and meta["last_mod_user"] == "ingester"
+    # per-block counts of the protobuf index equal numpy's
+    index = decode_label_index(client.get(_url(root, f"index/{label}")).content)
+    for (bx, by, bz), counts in index.as_dict().items():
+        block = model.svs[bz * BLOCK:(bz + 1) * BLOCK, by * BLOCK:(by + 1) * BLOCK,
+                          bx * BLOCK:(bx + 1) * BLOCK]
+        assert counts == {label: int((block == label).sum())}
+    # the other sparse volume formats and bounds
+    mask = model.svs == label
+    srles = decode_srles(client.get(_url(root, f"sparsevol/{label}"),
+                                    params={"format": "srles"}).content)
+    assert np.array_equal(_mask_of_runs(srles), mask)
+    _, masks = decode_blocks(client.get(_url(root, f"sparsevol/{label}"),
+                                        params={"format": "blocks"}).content)
+    rebuilt = np.zeros(SHAPE, bool)
+    for (x, y, z), m in masks:
+        rebuilt[z:z + BLOCK, y:y + BLOCK, x:x + BLOCK] = m
+    assert np.array_equal(rebuilt, mask)
+    bounded = decode_rles(client.get(_url(root, f"sparsevol/{label}"), params={
+        "minx": 10, "maxx": 70, "miny": 5, "maxy": 40, "minz": 0, "maxz": 33}).content)
+    window = np.zeros(SHAPE, bool)
+    window[0:34, 5:41, 10:71] = True
+    assert np.array_equal(_mask_of_runs(bounded), mask & window)
+    coarse = decode_rles(client.get(_url(root, f"sparsevol-coarse/{label}")).content)
+    blocks = {(x + i, y, z) for x, y, z, n in coarse.tolist() for i in range(n)}
+    assert blocks == set(index.as_dict())
+    assert client.head(_url(root, f"sparsevol/{label}")).status_code == 200
+    x, y, z = (int(v) for v in np.argwhere(mask)[0][::-1])
+    by_point = client.get(_url(root, f"sparsevol-by-point/{x}_{y}_{z}"))
+    assert np.array_equal(_mask_of_runs(decode_rles(by_point.content)), mask)
+
+
+def test_overwrite_moves_counts(client: httpx.Client, seg: tuple[str, Model]) -> None:
+    root, model = seg
+    gone = int(model.svs[0, 0, 0])
+    replacement = np.full((32, 32, 32), 7, np.uint64)
+    replacement[:, :, :16] = 8
+    assert client.post(_url(root, "raw/0_1_2/32_32_32/0_0_0"),
+                       content=replacement.astype("<u8").tobytes()).status_code == 200
+    model.svs[:32, :32, :32] = replacement
+    check(client, root, model, [gone, 7, 8, *_largest(model, 2)])
+
+
+def test_merge_cleave_renumber(client: httpx.Client, seg: tuple[str, Model]) -> None:
+    root, model = seg
+    a, b, c, d = _largest(model, 4)
+    merged = client.post(_url(root, "merge"), params={"u": "alice", "app": "neu3"},
+                         json=[a, b, c])
+    assert merged.status_code == 200, merged.text
+    model.mapping.update({b: a, c: a})
+    check(client, root, model, [a, b, c])
+    assert client.get(_url(root, f"lastmod/{a}")).json()["last mod user"] == "alice"
+    assert client.request("GET", _url(root, "mapping"), json=[b, c, d, 0]).json() == [a, a, d, 0]
+    text = client.get(_url(root, "mappings")).text
+    assert f"{b} {a}\n" in text and f"{c} {a}\n" in text
+
+    cleaved = client.post(_url(root, f"cleave/{a}"), params={"u": "bob"}, json=[c, b])
+    assert cleaved.status_code == 200, cleaved.text
+    new = cleaved.json()["CleavedLabel"]
+    assert new > int(model.svs.max())
+    model.mapping.update({b: new, c: new})
+    check(client, root, model, [a, new])
+    assert client.get(_url(root, "maxlabel")).json() == {"maxlabel": new}
+    assert client.request("GET", _url(root, "mapping"), json=[new]).json() == [0]  # reserved
+
+    renumbered = client.post(_url(root, "renumber"), json=[555, d])
+    assert renumbered.status_code == 200, renumbered.text
+    model.mapping[d] = 555
+    check(client, root, model, [d, 555])
+
+    records = client.get(_url(root, "mutations")).json()
+    actions = [r.get("Action") for r in records]
+    assert actions[-3:] == ["merge", "cleave", "renumber"]
+    merge_record, cleave_record = records[-3], records[-2]
+    assert merge_record["Target"] == a and merge_record["Labels"] == [b, c]
+    assert merge_record["User"] == "alice" and merge_record["App"] == "neu3"
+    assert merge_record["MutationID"] == merged.json()["MutationID"]
+    assert cleave_record["OrigLabel"] == a and cleave_record["CleavedLabel"] == new
+    assert cleave_record["CleavedSupervoxels"] == sorted([b, c])
+    assert cleave_record["CleavedSize"] == int(np.isin(model.svs, [b, c]).sum())
+
+
+def test_edits_on_a_branch_stay_there(client: httpx.Client, seg: tuple[str, Model]) -> None:
+    root, model = seg
+    a, b = _largest(model, 2)
+    version = child(client, root)
+    assert client.post(_url(version, "merge"), json=[a, b]).status_code == 200
+    edited = Model(model.svs)
+    edited.mapping[b] = a
+    check(client, version, edited, [a, b])
+    check(client, root, model, [a, b])
+    assert_error(client.post(_url(root, "merge"), json=[a, b]), 409, "VERSION_LOCKED")
+
+
+def test_bad_edits_change_nothing(client: httpx.Client, seg: tuple[str, Model]) -> None:
+    root, model = seg
+    a, b = _largest(model, 2)
+    before = client.get(f"/api/repo/{root}/info").json()["MutationID"]
+    missing = int(model.svs.max()) + 10
+    cases = [
+        (client.post(_url(root, "merge"), json=[a, missing]), 404, "no body"),
+        (client.post(_url(root, "merge"), json=[a]), 400, "at least"),
+        (client.post(_url(root, "merge"), json=[a, a]), 400, "itself"),
+        (client.post(_url(root, "merge"), json=[a, -1]), 400, "2^64-1"),
+        (client.post(_url(root, "merge"), json=[a, 2**64]), 400, "JSON"),
+        (client.post(_url(root, "merge"), content=b"[1, 2"), 400, "JSON"),
+        (client.post(_url(root, f"cleave/{a}"), json=[a]), 400, "every supervoxel"),
+        (client.post(_url(root, f"cleave/{a}"), json=[b]), 400, "not in body"),
+        (client.post(_url(root, f"cleave/{missing}"), json=[b]), 404, "no body"),
+        (client.post(_url(root, f"cleave/{a}"), json=[]), 400, "cleave"),
+        (client.post(_url(root, "renumber"), json=[b, a]), 400, "already a body"),
+        (client.post(_url(root, "renumber"), json=[5]), 400, "even"),
+        (client.get(_url(root, f"size/{missing}")), 404, "no voxels"),
+        (client.get(_url(root, "size/x")), 400, "integer"),
+        (client.post(_url(root, "indices"), content=b"\x0a\xff"), 400, "protobuf"),
+    ]
+    for response, status, words in cases:
+        assert response.status_code == status, (words, response.text)
+        assert words in response.json()["error"], response.json()
+    assert client.get(f"/api/repo/{root}/info").json()["MutationID"] == before
+    check(client, root, model, [a, b])
+
+
+def test_posted_indices(client: httpx.Client, seg: tuple[str, Model]) -> None:
+    root, model = seg
+    a, b = _largest(model, 2)
+    raw = client.request("GET", _url(root, "indices"), json=[a, b, 12345]).content
+    found = decode_label_indices(raw)
+    assert [i.label for i in found] == [a, b]
+    # store a's index under a new label; the store takes it as given
+    found[0].label = 777
+    assert client.post(_url(root, "indices"),
+                       content=encode_label_indices([found[0]])).status_code == 200
+    assert client.get(_url(root, "size/777")).json() == {"voxels": int((model.svs == a).sum())}
+    assert client.get(_url(root, "maxlabel")).json()["maxlabel"] == int(model.svs.max())
+
+
+def test_concurrent_edits_lose_nothing(client: httpx.Client, seg: tuple[str, Model]) -> None:
+    """DVID's TestConcurrentMutations: workers merge and cleave disjoint body groups at once,
+    many rounds; the result must be exactly what each worker did."""
+    root, model = seg
+    groups = [_largest(model, 12)[i::3] for i in range(3)]
+
+    def work(group: list[int]) -> None:
+        target, *rest = group
+        assert client.post(_url(root, "merge"), json=group).status_code == 200
+        for _ in range(5):
+            response = client.post(_url(root, f"cleave/{target}"), json=rest)
+            assert response.status_code == 200, response.text
+            cleaved = response.json()["CleavedLabel"]
+            assert client.post(_url(root, "merge"), json=[target, cleaved]).status_code == 200
+
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(work, groups))
+    for group in groups:
+        for sv in group[1:]:
+            model.mapping[sv] = group[0]
+    check(client, root, model, [g[0] for g in groups])
