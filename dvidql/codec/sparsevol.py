@@ -29,6 +29,7 @@ from typing_extensions import Buffer
 from dvidql.codec.labelblock import MAX_EDGE, SUB, SUB_VOXELS
 
 __all__ = [
+    "BlockRuns",
     "MaskBlock",
     "decode_blocks",
     "decode_rles",
@@ -61,6 +62,45 @@ def mask_runs(mask: np.ndarray, offset: tuple[int, int, int] = (0, 0, 0)) -> np.
     ends = np.nonzero(edges < 0)[2]
     ox, oy, oz = offset
     return np.stack([x + ox, y + oy, z + oz, ends - x], axis=1).astype(np.int32)
+
+
+class BlockRuns:
+    """Runs cut at block boundaries and grouped by block, to paint one block's mask at a
+    time (a split's runs may cover many blocks; their masks need not all exist at once)."""
+
+    def __init__(self, runs: np.ndarray, block: tuple[int, int, int]) -> None:
+        """``runs``: (n, 4) x, y, z, length; ``block``: the x, y, z block size."""
+        runs = np.asarray(runs, np.int64).reshape(-1, 4)
+        bx, by, bz = block
+        self.shape = (bz, by, bx)
+        x, y, z, length = runs.T
+        first, last = x // bx, (x + length - 1) // bx
+        pieces = last - first + 1
+        which = np.repeat(np.arange(len(runs)), pieces)
+        k = np.arange(len(which)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+        cell = first[which] + k
+        start = np.maximum(x[which], cell * bx)
+        end = np.minimum(x[which] + length[which] - 1, cell * bx + bx - 1)
+        keys = np.stack([cell, y[which] // by, z[which] // bz], axis=1)
+        self.coords, inverse = np.unique(keys, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        order = np.argsort(inverse, kind="stable")
+        self._bounds = np.searchsorted(inverse[order], np.arange(len(self.coords) + 1))
+        local = np.stack([start - cell * bx, end - cell * bx, y[which] % by, z[which] % bz],
+                         axis=1)
+        self._local = local[order]
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+    def mask(self, i: int) -> np.ndarray:
+        """The (z, y, x) mask of block ``i`` (of ``coords``)."""
+        part = self._local[self._bounds[i]:self._bounds[i + 1]]
+        bz, by, bx = self.shape
+        edges = np.zeros((bz, by, bx + 1), np.int32)
+        np.add.at(edges, (part[:, 3], part[:, 2], part[:, 0]), 1)
+        np.add.at(edges, (part[:, 3], part[:, 2], part[:, 1] + 1), -1)
+        return np.cumsum(edges, axis=2)[:, :, :bx] > 0
 
 
 def encode_srles(runs: np.ndarray) -> bytes:

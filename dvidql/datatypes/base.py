@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dvidql.errors import BadRequest
@@ -82,6 +82,10 @@ class DataHandle:
     lineage: Lineage  # what reads see
     bypass_lock: bool = False  # admin or full-write mode
     max_request_bytes: int = 0  # the largest voxel request served (0: no limit)
+    scale: int = 0  # the resolution level of block reads and writes (labelmap's scales)
+
+    def at_scale(self, scale: int) -> DataHandle:
+        return replace(self, scale=scale)
 
     @property
     def instance_id(self) -> int:

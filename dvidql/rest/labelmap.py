@@ -23,11 +23,12 @@ from dvidql.codec.labeltransfer import (
     encode_labels,
 )
 from dvidql.codec.serialization import gzip_bytes
-from dvidql.codec.sparsevol import encode_blocks, encode_rles, encode_srles
+from dvidql.codec.sparsevol import decode_rles, encode_blocks, encode_rles, encode_srles
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk import ops as volume_ops
 from dvidql.datatypes.labelmap import bodies, edits, model, ops
+from dvidql.datatypes.labelmap import split as split_ops
 from dvidql.datatypes.labelmap.model import MAX_LABEL, ModInfo
 from dvidql.datatypes.voxels import (
     Box,
@@ -38,7 +39,7 @@ from dvidql.datatypes.voxels import (
     parse_point,
     span_coords,
 )
-from dvidql.errors import BadRequest, NotFound
+from dvidql.errors import BadRequest, Forbidden, NotFound
 from dvidql.events import log as mutation_log
 from dvidql.rest.common import TypeRoute, json_response, read_body, service
 
@@ -57,17 +58,24 @@ def _flag(request: Request, name: str, default: bool = False) -> bool:
     return value.lower() in ("true", "1")
 
 
-def _read_options(request: Request, *, stream: bool = False) -> bool:
-    """The query parameters labelmap reads take (those of features not built yet are
-    refused rather than ignored); returns whether supervoxels were asked for."""
-    params = request.query_params
-    if params.get("scale", "0") != "0":
-        raise BadRequest("only scale 0 is served so far; lower scales are not built yet")
-    compression = params.get("compression")
+def _scale(request: Request, h: DataHandle) -> DataHandle:
+    """The handle at the request's ``scale`` (0 to the instance's MaxDownresLevel)."""
+    text = request.query_params.get("scale", "0")
+    top = h.instance.settings["MaxDownresLevel"]
+    if not text.isdigit() or int(text) > top:
+        raise BadRequest(f"scale must be an integer from 0 to this instance's MaxDownresLevel "
+                         f"{top}, not {text!r}")
+    return h.at_scale(int(text))
+
+
+def _read_options(request: Request, h: DataHandle, *, stream: bool = False
+                  ) -> tuple[DataHandle, bool]:
+    """The handle at the requested scale, and whether supervoxels were asked for."""
+    compression = request.query_params.get("compression")
     if compression and not stream and compression not in READ_TRANSFERS:
         raise BadRequest(f"compression must be one of {', '.join(READ_TRANSFERS)} (or absent "
                          f"for packed uint64 voxels), not {compression!r}")
-    return _flag(request, "supervoxels")
+    return _scale(request, h), _flag(request, "supervoxels")
 
 
 def _mod(request: Request) -> ModInfo:
@@ -103,7 +111,7 @@ async def raw(request: Request, h: DataHandle, dims: str, size: str, offset: str
     async with service(request).throttle(request.query_params.get("throttle") == "true"):
         if request.method == "POST":
             return await _post_raw(request, h, geometry)
-        supervoxels = _read_options(request)
+        h, supervoxels = _read_options(request, h)
         volume = await ops.read_labels(h, geometry.box, supervoxels=supervoxels)
     compression = request.query_params.get("compression")
     if not compression:
@@ -150,7 +158,7 @@ def _stream_compression(request: Request, default: str) -> str:
 async def _block_stream(request: Request, h: DataHandle, coords: list[Point],
                         default: str) -> Response:
     """The stored blocks among ``coords``, as DVID's block stream."""
-    supervoxels = _read_options(request, stream=True)
+    h, supervoxels = _read_options(request, h, stream=True)
     compression = _stream_compression(request, default)
     lay = layout(h.instance)
     volume_ops.check_request_size(h, len(coords) * lay.block_voxels * 8)
@@ -172,21 +180,38 @@ async def get_specificblocks(request: Request, h: DataHandle) -> Response:
 
 async def post_blocks(request: Request, h: DataHandle) -> Response:
     """DVID's ingest stream: per block its coordinates and the gzip of its compressed label
-    block; every block is checked before any is written, and all land in one transaction."""
-    if request.query_params.get("scale", "0") != "0":
-        raise BadRequest("only scale 0 is ingested so far; lower scales are not built yet")
+    block; every block is checked before any is written, and all land in one transaction.
+    At scale 0 indices are kept unless ``noindexing=true`` and lower scales computed unless
+    ``downres=false``; a lower scale's blocks are stored as given."""
+    return await _ingest_stream(request, h, index=not _flag(request, "noindexing"),
+                                downres=_flag(request, "downres", default=True))
+
+
+async def ingest_supervoxels(request: Request, h: DataHandle) -> Response:
+    """DVID's fastest ingest: blocks stored as given at ``scale``, without indices or lower
+    scales (the caller posts those: ``indices``, ``maxlabel``, other scales)."""
+    return await _ingest_stream(request, h, index=False, downres=False)
+
+
+async def _ingest_stream(request: Request, h: DataHandle, *, index: bool,
+                         downres: bool) -> Response:
+    h = _scale(request, h)
+    if h.scale and _flag(request, "downres"):
+        raise BadRequest("downres=true computes lower scales from scale 0; post scale 0")
     try:
         records = decode_block_stream(await read_body(request))
     except ValueError as exc:
         raise BadRequest(f"malformed block stream: {exc}") from None
     if not records:
         raise BadRequest("the block stream holds no blocks")
-    mutation_id = await ops.ingest_compressed(h, records, _mod(request))
+    index = index and not h.scale
+    mutation_id = await ops.ingest_compressed(h, records, _mod(request), index=index,
+                                              downres=downres and not h.scale)
     return Response(headers={"X-Mutation-Id": str(mutation_id)})
 
 
 async def label(request: Request, h: DataHandle, point: str) -> Response:
-    supervoxels = _read_options(request)
+    h, supervoxels = _read_options(request, h)
     found = await ops.labels_at(h, np.array([parse_point(point, 3, "point")]),
                                 supervoxels=supervoxels)
     return json_response({"Label": int(found[0])})
@@ -194,7 +219,7 @@ async def label(request: Request, h: DataHandle, point: str) -> Response:
 
 async def labels(request: Request, h: DataHandle) -> Response:
     """``GET`` with a JSON body of ``[[x, y, z], ...]`` (as DVID), or ``POST`` of the same."""
-    supervoxels = _read_options(request)
+    h, supervoxels = _read_options(request, h)
     points = decode_json(await read_body(request), list, "a JSON list of [x, y, z] points")
     if not all(isinstance(p, list) and len(p) == 3 and all(
             isinstance(v, int) and not isinstance(v, bool) for v in p) for p in points):
@@ -344,7 +369,7 @@ _SPARSE_FORMATS = ("rles", "srles", "blocks")
 
 
 async def _sparsevol(request: Request, h: DataHandle, label: int) -> Response:
-    supervoxels = _read_options(request, stream=True)
+    scaled, supervoxels = _read_options(request, h, stream=True)
     fmt = request.query_params.get("format", "rles")
     if fmt not in _SPARSE_FORMATS:
         raise BadRequest(f"format must be one of {', '.join(_SPARSE_FORMATS)}, not {fmt!r}")
@@ -358,9 +383,9 @@ async def _sparsevol(request: Request, h: DataHandle, label: int) -> Response:
         present = bounds.block_mask(found.block_coords(), lay.block).any()
         return Response(status_code=200 if present else 204)
     if fmt == "blocks":
-        masks = [m async for m in bodies.sparse_masks(h, found, bounds)]
+        masks = [m async for m in bodies.sparse_masks(scaled, found, bounds)]
         return Response(encode_blocks(label, masks, lay.block_shape), media_type=_OCTET)
-    runs = [r async for r in bodies.sparse_runs(h, found, bounds)]
+    runs = [r async for r in bodies.sparse_runs(scaled, found, bounds)]
     every = np.concatenate(runs) if runs else np.zeros((0, 4), np.int32)
     if not len(every):
         raise NotFound(f"label {label} has no voxels within the bounds")
@@ -376,7 +401,7 @@ async def _sparsevol(request: Request, h: DataHandle, label: int) -> Response:
 
 async def sparsevol_coarse(request: Request, h: DataHandle, label: str) -> Response:
     _require_indexed(h)
-    supervoxels = _read_options(request, stream=True)
+    supervoxels = _flag(request, "supervoxels")
     found = await bodies.index_of(h, _label(label), supervoxels=supervoxels)
     runs = bodies.coarse_runs(found, _bounds(request), layout(h.instance).block)
     if not len(runs):
@@ -484,6 +509,36 @@ async def renumber(request: Request, h: DataHandle) -> Response:
     return json_response({"MutationID": mutation_id})
 
 
+def _split_runs(request: Request, h: DataHandle, body: bytes) -> np.ndarray:
+    _require_indexed(h)
+    if not service(request).settings.allow_labelmap_split:
+        raise Forbidden("labelmap splits are disabled on this server (allow_labelmap_split)")
+    try:
+        return decode_rles(body)
+    except ValueError as exc:
+        raise BadRequest(f"the split must be a sparse volume in DVID's rles format: {exc}"
+                         ) from None
+
+
+async def split(request: Request, h: DataHandle, label: str) -> Response:
+    runs = _split_runs(request, h, await read_body(request))
+    new, mutation_id = await split_ops.split_body(
+        h, _label(label), runs, _mod(request), downres=_flag(request, "downres", default=True))
+    return json_response({"label": new, "MutationID": mutation_id})
+
+
+async def split_supervoxel(request: Request, h: DataHandle, label: str) -> Response:
+    runs = _split_runs(request, h, await read_body(request))
+    params = request.query_params
+    split_id, remain_id, mutation_id = await split_ops.split_supervoxel(
+        h, _label(label), runs, _mod(request),
+        split_id=_label(params.get("split", "0"), "split"),
+        remain_id=_label(params.get("remain", "0"), "remain"),
+        downres=_flag(request, "downres", default=True))
+    return json_response({"SplitSupervoxel": split_id, "RemainSupervoxel": remain_id,
+                          "MutationID": mutation_id})
+
+
 async def mutations(request: Request, h: DataHandle) -> Response:
     """This instance's log records at this version, oldest first."""
     records = await mutation_log.read(h.kv.meta, h.repo.repo_id)
@@ -504,6 +559,8 @@ routes = [
               "block stream of a block-aligned box (compression=lz4|gzip|blocks|uncompressed)"),
     TypeRoute("/blocks", frozenset({"POST"}), post_blocks,
               "ingest a block stream of gzipped compressed label blocks"),
+    TypeRoute("/ingest-supervoxels", frozenset({"POST"}), ingest_supervoxels,
+              "store a block stream as given at ?scale= (no indices, no lower scales)"),
     TypeRoute("/specificblocks", frozenset({"GET"}), get_specificblocks,
               "block stream of listed blocks (?blocks=x,y,z,...; compression as blocks)"),
     TypeRoute("/label/{point}", frozenset({"GET"}), label, "the label at x_y_z (JSON)"),
@@ -549,6 +606,10 @@ routes = [
               "move supervoxels [sv1, ...] of a body into a new body"),
     TypeRoute("/renumber", frozenset({"POST"}), renumber,
               "give bodies new ids: [new1, old1, new2, old2, ...]"),
+    TypeRoute("/split/{label}", frozenset({"POST"}), split,
+              "split the voxels of an rles sparse volume off a body into a new body"),
+    TypeRoute("/split-supervoxel/{label}", frozenset({"POST"}), split_supervoxel,
+              "split the voxels of an rles sparse volume off a supervoxel (split=, remain=)"),
     TypeRoute("/mutations", frozenset({"GET"}), mutations,
               "this instance's mutation records at this version"),
 ]

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from dvidql.codec.sparsevol import (
+    BlockRuns,
     MaskBlock,
     decode_blocks,
     decode_rles,
@@ -175,3 +176,17 @@ def test_encode_blocks_refuses() -> None:
         encode_blocks(1, [((1 << 31, 0, 0), full)], (8, 8, 8))
     assert encode_blocks(1, [], (8, 8, 8)) == _header(1, 1, 1, 1)
     assert decode_blocks(_header(1, 1, 1, 1)) == (1, [])
+
+
+@given(st.integers(0, 2**32))
+def test_block_runs_paint_the_runs(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    mask = rng.random((24, 16, 40)) < 0.3
+    runs = mask_runs(mask, (-8, 16, 8))
+    grouped = BlockRuns(runs, (16, 8, 8))
+    rebuilt = np.zeros((24, 16, 64), bool)  # z from 8, y from 16, x from -16
+    for i, (bx, by, bz) in enumerate(grouped.coords.tolist()):
+        x0, y0, z0 = bx * 16 + 16, by * 8 - 16, bz * 8 - 8
+        rebuilt[z0:z0 + 8, y0:y0 + 8, x0:x0 + 16] |= grouped.mask(i)
+    assert np.array_equal(rebuilt[:, :, 8:48], mask)
+    assert rebuilt.sum() == mask.sum()

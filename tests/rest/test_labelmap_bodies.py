@@ -6,6 +6,7 @@ model; edits on a branch stay off its parent; bad edits are refused and change n
 from __future__ import annotations
 
 import gzip
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from dvidql.codec.labelindex import decode_label_index, decode_label_indices, encode_label_indices
-from dvidql.codec.sparsevol import decode_blocks, decode_rles, decode_srles
+from dvidql.codec.sparsevol import decode_blocks, decode_rles, decode_srles, encode_rles, mask_runs
 from tests.rest.conftest import child
 from tests.rest.test_bad_input import assert_error
 
@@ -38,10 +39,12 @@ class Model:
     def body_of(self, sv: int) -> int:
         return self.mapping.get(sv, sv)
 
-    def bodies(self) -> np.ndarray:
-        unique, inverse = np.unique(self.svs, return_inverse=True)
+    def bodies(self, svs: np.ndarray | None = None) -> np.ndarray:
+        """Bodies of the model's supervoxels (or of ``svs``, such as a lower scale of them)."""
+        svs = self.svs if svs is None else svs
+        unique, inverse = np.unique(svs, return_inverse=True)
         mapped = np.array([self.body_of(v) if v else 0 for v in unique.tolist()], np.uint64)
-        return mapped[inverse].reshape(self.svs.shape)
+        return mapped[inverse].reshape(svs.shape)
 
     def members(self, body: int) -> list[int]:
         return sorted(v for v in np.unique(self.svs).tolist() if v and self.body_of(v) == body)
@@ -279,3 +282,188 @@ def test_concurrent_edits_lose_nothing(client: httpx.Client, seg: tuple[str, Mod
         for sv in group[1:]:
             model.mapping[sv] = group[0]
     check(client, root, model, [g[0] for g in groups])
+
+
+def _halve_reference(volume: np.ndarray) -> np.ndarray:
+    """Most frequent non-zero label of each 2x2x2 group, smaller label on ties, 0 if none:
+    written the slow, obvious way as an independent check."""
+    z, y, x = (n // 2 for n in volume.shape)
+    groups = volume.reshape(z, 2, y, 2, x, 2).transpose(0, 2, 4, 1, 3, 5).reshape(-1, 8)
+    out = np.zeros(len(groups), np.uint64)
+    for i, group in enumerate(groups.tolist()):
+        counts = Counter(v for v in group if v)
+        if counts:
+            out[i] = min(counts, key=lambda v: (-counts[v], v))
+    return out.reshape(z, y, x)
+
+
+def _scaled(client: httpx.Client, uuid: str, scale: int, **params: str) -> np.ndarray:
+    shape = tuple(n >> scale for n in SHAPE)
+    size = "_".join(map(str, shape[::-1]))
+    got = client.get(_url(uuid, f"raw/0_1_2/{size}/0_0_0"), params={"scale": scale, **params})
+    assert got.status_code == 200, got.text
+    return np.frombuffer(got.content, "<u8").reshape(shape)
+
+
+def test_lower_scales_follow_writes_and_edits(client: httpx.Client) -> None:
+    root = client.post("/api/repos", json={}).json()["root"]
+    assert client.post(f"/api/repo/{root}/instance", json={
+        "typename": "labelmap", "dataname": "seg", "BlockSize": "32",
+        "MaxDownresLevel": "2"}).status_code == 200
+    model = Model(np.concatenate([_sample("fib19"), _sample("cx")], axis=2))
+    assert client.post(_url(root, "raw/0_1_2/128_64_64/0_0_0"),
+                       content=model.svs.astype("<u8").tobytes()).status_code == 200
+    one = _halve_reference(model.svs)
+    two = _halve_reference(one)
+    assert np.array_equal(_scaled(client, root, 1, supervoxels="true"), one)
+    assert np.array_equal(_scaled(client, root, 2, supervoxels="true"), two)
+    # an overwrite reaches every scale
+    patch = np.full((32, 32, 32), 99, np.uint64)
+    assert client.post(_url(root, "raw/0_1_2/32_32_32/32_0_0"),
+                       content=patch.astype("<u8").tobytes()).status_code == 200
+    model.svs[:32, :32, 32:64] = patch
+    one = _halve_reference(model.svs)
+    two = _halve_reference(one)
+    assert np.array_equal(_scaled(client, root, 1, supervoxels="true"), one)
+    assert np.array_equal(_scaled(client, root, 2, supervoxels="true"), two)
+    # a merge maps every scale without rewriting it
+    a, b = _largest(model, 2)
+    assert client.post(_url(root, "merge"), json=[a, b]).status_code == 200
+    for scale, svs in ((1, one), (2, two)):
+        mapped = np.where(svs == b, np.uint64(a), svs)
+        assert np.array_equal(_scaled(client, root, scale), mapped)
+    x, y, z = (int(v) for v in np.argwhere(two == b)[0][::-1])
+    assert client.get(_url(root, f"label/{x}_{y}_{z}"), params={"scale": 2}).json() == \
+        {"Label": a}
+    assert_error(client.get(_url(root, "raw/0_1_2/8_8_8/0_0_0"), params={"scale": 3}), 400,
+                 "BAD_REQUEST", "MaxDownresLevel")
+
+
+def _scaled_seg(client: httpx.Client) -> tuple[str, Model]:
+    root = client.post("/api/repos", json={}).json()["root"]
+    assert client.post(f"/api/repo/{root}/instance", json={
+        "typename": "labelmap", "dataname": "seg", "BlockSize": "32",
+        "MaxDownresLevel": "1"}).status_code == 200
+    model = Model(np.concatenate([_sample("fib19"), _sample("cx")], axis=2))
+    assert client.post(_url(root, "raw/0_1_2/128_64_64/0_0_0"),
+                       content=model.svs.astype("<u8").tobytes()).status_code == 200
+    return root, model
+
+
+def _last(client: httpx.Client, uuid: str, action: str) -> dict[str, object]:
+    """The newest log record of an action (lower scales' writes are logged after edits)."""
+    found: dict[str, object] = [r for r in client.get(_url(uuid, "mutations")).json()
+                                if r["Action"] == action][-1]
+    return found
+
+
+def _check_scale_one(client: httpx.Client, uuid: str, model: Model) -> None:
+    """Lower scales hold supervoxels, as DVID's: mapped reads map them."""
+    halved = _halve_reference(model.svs)
+    assert np.array_equal(_scaled(client, uuid, 1, supervoxels="true"), halved)
+    assert np.array_equal(_scaled(client, uuid, 1), model.bodies(halved))
+
+
+def test_split_body(client: httpx.Client) -> None:
+    root, model = _scaled_seg(client)
+    a, b = _largest(model, 2)
+    assert client.post(_url(root, "merge"), json=[a, b]).status_code == 200
+    model.mapping[b] = a
+    body = model.bodies() == a
+    window = np.zeros(SHAPE, bool)
+    window[:, :, :40] = True
+    window[:, :20, :] = True
+    region = body & window
+    assert region.any() and (body & ~region).any()
+    response = client.post(_url(root, f"split/{a}"), params={"u": "carol"},
+                           content=encode_rles(mask_runs(region)))
+    assert response.status_code == 200, response.text
+    new = response.json()["label"]
+    record = _last(client, root, "split")
+    assert record["Action"] == "split" and record["Target"] == a and record["NewLabel"] == new
+    assert record["User"] == "carol"
+    assert record["SplitSize"] == int(region.sum())
+    splits = record["SVSplits"]
+    assert sorted(int(k) for k in splits) == sorted(int(v) for v in np.unique(model.svs[region]))
+    for sv, ids in splits.items():
+        old = model.svs == int(sv)
+        model.svs[old & region] = ids["Split"]
+        if (old & ~region).any():
+            model.svs[old & ~region] = ids["Remain"]
+            model.mapping[ids["Remain"]] = a
+        else:
+            assert ids["Remain"] == 0  # no id for an empty part
+        model.mapping[ids["Split"]] = new
+        model.mapping[int(sv)] = 0
+    check(client, root, model, [a, new])
+    _check_scale_one(client, root, model)
+    assert client.request("GET", _url(root, "mapping"), json=[int(k) for k in splits]).json() \
+        == [0] * len(splits)
+
+
+def test_split_supervoxel(client: httpx.Client) -> None:
+    root, model = _scaled_seg(client)
+    a, b = _largest(model, 2)
+    assert client.post(_url(root, "merge"), json=[a, b]).status_code == 200
+    model.mapping[b] = a
+    part = (model.svs == b) & (np.arange(SHAPE[2]) < 70)[None, None, :]
+    assert part.any() and ((model.svs == b) & ~part).any()
+    response = client.post(_url(root, f"split-supervoxel/{b}"),
+                           params={"split": 900001, "remain": 900002},
+                           content=encode_rles(mask_runs(part)))
+    assert response.status_code == 200, response.text
+    assert response.json()["SplitSupervoxel"] == 900001
+    assert response.json()["RemainSupervoxel"] == 900002
+    model.svs[part] = 900001
+    model.svs[model.svs == b] = 900002
+    model.mapping.update({900001: a, 900002: a, b: 0})
+    check(client, root, model, [a])
+    _check_scale_one(client, root, model)
+    record = _last(client, root, "split-supervoxel")
+    assert record["Action"] == "split-supervoxel" and record["Body"] == a
+    assert record["SplitSize"] == int(part.sum())
+    # splitting all of a supervoxel leaves no remain id
+    rest = model.svs == 900002
+    response = client.post(_url(root, "split-supervoxel/900002"),
+                           content=encode_rles(mask_runs(rest)))
+    assert response.status_code == 200, response.text
+    assert response.json()["RemainSupervoxel"] == 0
+    model.svs[rest] = response.json()["SplitSupervoxel"]
+    model.mapping.update({response.json()["SplitSupervoxel"]: a, 900002: 0})
+    check(client, root, model, [a])
+
+
+def test_bad_splits_change_nothing(client: httpx.Client, seg: tuple[str, Model]) -> None:
+    root, model = seg
+    a, b = _largest(model, 2)
+    before = client.get(f"/api/repo/{root}/info").json()["MutationID"]
+    cases = [
+        (client.post(_url(root, f"split/{a}"), content=encode_rles(mask_runs(model.svs == b))),
+         400, "outside"),
+        (client.post(_url(root, f"split/{a}"), content=encode_rles(mask_runs(model.svs == a))),
+         400, "all of body"),
+        (client.post(_url(root, f"split/{a}"), content=b"\x00\x03"), 400, "rles"),
+        (client.post(_url(root, f"split/{a}"), content=encode_rles(np.zeros((0, 4), np.int32))),
+         400, "no runs"),
+        (client.post(_url(root, "split/123"), content=encode_rles(mask_runs(model.svs == a))),
+         404, "no body"),
+        (client.post(_url(root, f"split-supervoxel/{a}"),
+                     content=encode_rles(mask_runs(model.svs == b))), 400, "outside"),
+        (client.post(_url(root, f"split-supervoxel/{a}"), params={"split": b},
+                     content=encode_rles(mask_runs(model.svs == a))), 400, "in use"),
+    ]
+    for response, status, words in cases:
+        assert response.status_code == status, (words, response.text)
+        assert words in response.json()["error"], response.json()
+    assert client.get(f"/api/repo/{root}/info").json()["MutationID"] == before
+    check(client, root, model, [a, b])
+
+
+def test_split_can_be_disabled(make_server) -> None:  # type: ignore[no-untyped-def]
+    live = make_server(env={"DVIDQL_ALLOW_LABELMAP_SPLIT": "false"})
+    with httpx.Client(base_url=live.url) as client:
+        root = client.post("/api/repos", json={}).json()["root"]
+        assert client.post(f"/api/repo/{root}/instance", json={
+            "typename": "labelmap", "dataname": "seg"}).status_code == 200
+        assert_error(client.post(_url(root, "split/1"), content=b""), 403, "FORBIDDEN",
+                     "disabled")

@@ -22,6 +22,8 @@ from dvidql.datatypes.imageblk.keys import (
     BLOCK,
     DIRTY,
     EXTENTS,
+    SCALED_BLOCK,
+    SCALED_DIRTY,
     decode_extents,
     decode_izyx,
     extents_key,
@@ -139,8 +141,12 @@ class VolumeType(Datatype):
     def describe_key(self, tkey: bytes) -> str:
         if tkey == EXTENTS:
             return "extents"
-        kind = {BLOCK: "block", DIRTY: "pyramid marker"}.get(tkey[0], "key")
-        return f"{kind} {'_'.join(map(str, decode_izyx(tkey[1:13])))}"
+        kind = {BLOCK: "block", DIRTY: "pyramid marker", SCALED_BLOCK: "block",
+                SCALED_DIRTY: "pyramid marker"}.get(tkey[0], "key")
+        where = "_".join(map(str, decode_izyx(tkey[-12:])))
+        if tkey[0] in (SCALED_BLOCK, SCALED_DIRTY):
+            return f"{kind} {where} at scale {tkey[1]}"
+        return f"{kind} {where}"
 
 
 class Uint8BlkType(VolumeType):

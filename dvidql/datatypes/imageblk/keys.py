@@ -16,9 +16,12 @@ __all__ = [
     "BLOCK",
     "DIRTY",
     "EXTENTS",
+    "SCALED_BLOCK",
+    "SCALED_DIRTY",
     "block_tkey",
     "decode_extents",
     "decode_izyx",
+    "dirty_prefix",
     "dirty_tkey",
     "encode_extents",
     "extents_key",
@@ -26,6 +29,8 @@ __all__ = [
 
 BLOCK = 23
 DIRTY = 24  # "this block changed since the next scale was computed from it"
+SCALED_BLOCK = 25  # + scale byte: a block of a lower scale kept in the same instance
+SCALED_DIRTY = 26  # + scale byte: the dirty marker of such a block
 EXTENTS = bytes([1]) + b"extents"
 _IZYX = struct.Struct(">III")
 _FLIP = 0x80000000
@@ -42,12 +47,17 @@ def decode_izyx(raw: bytes) -> Point:
     return x, y, z
 
 
-def block_tkey(coord: Point) -> bytes:
-    return bytes([BLOCK]) + izyx(coord)
+def block_tkey(coord: Point, scale: int = 0) -> bytes:
+    """A block's key; lower scales (labelmap's, within one instance) add a scale byte."""
+    return (bytes([SCALED_BLOCK, scale]) if scale else bytes([BLOCK])) + izyx(coord)
 
 
-def dirty_tkey(coord: Point) -> bytes:
-    return bytes([DIRTY]) + izyx(coord)
+def dirty_tkey(coord: Point, scale: int = 0) -> bytes:
+    return (bytes([SCALED_DIRTY, scale]) if scale else bytes([DIRTY])) + izyx(coord)
+
+
+def dirty_prefix(scale: int = 0) -> bytes:
+    return bytes([SCALED_DIRTY, scale]) if scale else bytes([DIRTY])
 
 
 def extents_key(repo: Repo, instance: Instance) -> bytes:

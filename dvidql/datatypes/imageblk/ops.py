@@ -18,10 +18,10 @@ from typing_extensions import Buffer
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import Layout, layout
 from dvidql.datatypes.imageblk.keys import (
-    DIRTY,
     block_tkey,
     decode_extents,
     decode_izyx,
+    dirty_prefix,
     dirty_tkey,
     encode_extents,
     extents_key,
@@ -34,6 +34,7 @@ from dvidql.storage.base import Txn
 __all__ = [
     "check_request_size",
     "decode_stored",
+    "put_block",
     "read_box",
     "read_stored",
     "set_extents",
@@ -55,7 +56,7 @@ def check_request_size(h: DataHandle, nbytes: int, what: str = "this request") -
 
 async def read_stored(h: DataHandle, coords: Sequence[Point]) -> list[bytes | None]:
     """Stored blocks (None where absent) at the handle's version, in one batch."""
-    return await h.kv.get_many(h.instance_id, [block_tkey(c) for c in coords], h.lineage)
+    return await h.kv.get_many(h.instance_id, [block_tkey(c, h.scale) for c in coords], h.lineage)
 
 
 async def decode_stored(h: DataHandle, stored: Sequence[bytes | None]) -> list[np.ndarray | None]:
@@ -74,8 +75,8 @@ async def read_box(h: DataHandle, box: Box) -> np.ndarray:
     check_request_size(h, box.voxels * lay.dtype.itemsize)
     lo, hi = box.block_span(lay.block)
     coords = block_coords(lo, hi)
-    entries = await h.kv.get_raw_many(h.instance_id, [block_tkey(tuple(c)) for c in coords],
-                                      h.lineage)
+    entries = await h.kv.get_raw_many(
+        h.instance_id, [block_tkey(tuple(c), h.scale) for c in coords], h.lineage)
     present = [i for i, e in enumerate(entries) if e is not None]
     out = new_volume(box, len(present) == len(entries), lay.background, lay.dtype)
 
@@ -94,10 +95,10 @@ async def stored_coords(h: DataHandle, box: Box) -> list[Point]:
     found: list[Point] = []
     for z in range(lo[2], hi[2] + 1):
         for y in range(lo[1], hi[1] + 1):
-            first, last = block_tkey((lo[0], y, z)), block_tkey((hi[0], y, z))
+            first, last = block_tkey((lo[0], y, z), h.scale), block_tkey((hi[0], y, z), h.scale)
             async for tkey, _ in h.kv.scan(h.instance_id, h.lineage, first, last,
                                            keys_only=True):
-                found.append(decode_izyx(tkey[1:]))
+                found.append(decode_izyx(tkey[-12:]))
     return found
 
 
@@ -119,11 +120,12 @@ async def write_blocks(
     *,
     also: Callable[[Txn, int], Awaitable[None]] | None = None,
     record: Mapping[str, Any] | None = None,
+    mark: bool = True,
 ) -> int:
     """Store whole (z, y, x) blocks in one transaction (all or nothing); marks them for the
     next pyramid level and grows the extents. ``also(txn, mutation_id)`` adds writes to the
     same transaction, called before the blocks are written; ``record`` adds fields to the
-    mutation's log record."""
+    mutation's log record; ``mark=False`` leaves no marks (the lowest scale kept)."""
     if not blocks:
         raise BadRequest("no blocks to write")
     lay = layout(h.instance)
@@ -141,7 +143,6 @@ async def write_blocks(
         return [lay.codec.encode(voxels) for _, voxels in part]
 
     entries = await h.kv.encode_many(await in_parallel(blocks, work), blob=True)
-    versioned = h.instance.versioned
     coords = [coord for coord, _ in blocks]
     lo = [min(c[i] for c in coords) for i in range(3)]
     hi = [max(c[i] for c in coords) for i in range(3)]
@@ -151,12 +152,21 @@ async def write_blocks(
         if also is not None:  # first, so that it reads the store as it was before the write
             await also(txn, mutation_id)
         for coord, raw in zip(coords, entries, strict=True):
-            h.kv.put_raw(txn, h.instance_id, block_tkey(coord), h.version, raw,
-                         versioned=versioned)
-            h.kv.put_raw(txn, h.instance_id, dirty_tkey(coord), h.version, _MARK,
-                         versioned=versioned)
-        await _grow_extents(h, txn, lay, coords)
+            put_block(h, txn, coord, raw, mark=mark)
+        if not h.scale:  # extents are in scale-0 voxels
+            await _grow_extents(h, txn, lay, coords)
         return mutation_id
+
+
+def put_block(h: DataHandle, txn: Txn, coord: Point, raw: bytes, *, mark: bool) -> None:
+    """Write an encoded block entry at the handle's scale; ``mark`` marks it for the next
+    scale down."""
+    versioned = h.instance.versioned
+    h.kv.put_raw(txn, h.instance_id, block_tkey(coord, h.scale), h.version, raw,
+                 versioned=versioned)
+    if mark:
+        h.kv.put_raw(txn, h.instance_id, dirty_tkey(coord, h.scale), h.version, _MARK,
+                     versioned=versioned)
 
 
 # ----- extents (instance-wide, grown by writes, settable) --------------------------------
@@ -188,8 +198,9 @@ async def set_extents(h: DataHandle, lo: Sequence[int], hi: Sequence[int]) -> in
 
 async def dirty_coords(h: DataHandle) -> list[Point]:
     """Blocks changed at this version (or its ancestors) since the next level was built."""
-    lo, hi = bytes([DIRTY]), bytes([DIRTY]) + b"\xff" * 12
-    return [decode_izyx(tkey[1:]) async for tkey, _ in
+    lo = dirty_prefix(h.scale)
+    hi = lo + b"\xff" * 12
+    return [decode_izyx(tkey[-12:]) async for tkey, _ in
             h.kv.scan(h.instance_id, h.lineage, lo, hi, keys_only=True)]
 
 
@@ -200,9 +211,13 @@ def halve(children: np.ndarray) -> np.ndarray:
     return ((sums + 4) // 8).astype(np.uint8)
 
 
-async def downres(src: DataHandle, dst: DataHandle, *, batch: int = 64) -> int:
+async def downres(src: DataHandle, dst: DataHandle, *, batch: int = 64,
+                  reduce: Callable[[np.ndarray], np.ndarray] = halve, mark: bool = True) -> int:
     """Recompute the ``dst`` blocks (one scale down) over every block of ``src`` marked as
-    changed, then clear those marks in the same transaction; returns blocks written."""
+    changed, ``reduce`` taking each (2z, 2y, 2x) group of children to a parent block, and
+    clear those marks in the same transaction, unless a child changed meanwhile (its mark
+    then stays for the next pass). ``mark`` marks the ``dst`` blocks for the level below.
+    Returns the blocks written."""
     src_lay, dst_lay = layout(src.instance), layout(dst.instance)
     if src_lay.block != dst_lay.block:
         raise BadRequest("pyramid levels must share one block size")
@@ -218,23 +233,30 @@ async def downres(src: DataHandle, dst: DataHandle, *, batch: int = 64) -> int:
         group = parents[start:start + batch]
         children = [(2 * px + i, 2 * py + j, 2 * pz + k)
                     for px, py, pz in group for k in (0, 1) for j in (0, 1) for i in (0, 1)]
-        voxels = await decode_stored(src, await read_stored(src, children))
+        tkeys = [block_tkey(c, src.scale) for c in children]
+        raws = await src.kv.get_raw_many(src.instance_id, tkeys, src.lineage)
+        present = [r for r in raws if r is not None]
+        stored = iter(await src.kv.materialize(present))
+        voxels = await decode_stored(src, [None if r is None else next(stored) for r in raws])
         blocks: list[tuple[Point, np.ndarray]] = []
         for n, parent in enumerate(group):
-            full = np.full((2 * bz, 2 * by, 2 * bx), src_lay.background, np.uint8)
+            full = np.full((2 * bz, 2 * by, 2 * bx), src_lay.background, src_lay.dtype)
             for m in range(8):
                 child = voxels[8 * n + m]
                 if child is not None:
                     i, j, k = m & 1, (m >> 1) & 1, m >> 2
                     full[k * bz:(k + 1) * bz, j * by:(j + 1) * by, i * bx:(i + 1) * bx] = child
-            blocks.append((parent, halve(full)))
+            blocks.append((parent, reduce(full)))
         marks = [c for p in group for c in by_parent[p]]
 
-        async def clear(txn: Txn, _: int, marks: list[Point] = marks) -> None:
+        async def clear(txn: Txn, _: int, marks: list[Point] = marks, tkeys: list[bytes] = tkeys,
+                        raws: list[bytes | None] = raws) -> None:
+            if await src.kv.get_raw_many(src.instance_id, tkeys, src.lineage, txn) != raws:
+                return  # a child was rewritten since it was read: downres it again later
             for coord in marks:
-                src.kv.delete(txn, src.instance_id, dirty_tkey(coord), src.version,
+                src.kv.delete(txn, src.instance_id, dirty_tkey(coord, src.scale), src.version,
                               versioned=src.instance.versioned)
 
-        await write_blocks(dst, blocks, also=clear)
+        await write_blocks(dst, blocks, also=clear, mark=mark)
         written += len(blocks)
     return written

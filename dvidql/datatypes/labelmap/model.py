@@ -28,6 +28,7 @@ from dvidql.codec.labelindex import (
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk.keys import block_tkey
+from dvidql.datatypes.imageblk.ops import put_block
 from dvidql.datatypes.labelmap.keys import (
     MAXLABEL,
     counter_key,
@@ -245,12 +246,16 @@ class Plan:
     bodies: list[int] = field(default_factory=list)
     highest: int = 0
     result: dict[str, Any] = field(default_factory=dict)
+    blocks: dict[Point, bytes] = field(default_factory=dict)  # scale-0 blocks, as stored
     _encoded: list[bytes] = field(default_factory=list)
+    _blocks: list[bytes] = field(default_factory=list)
 
     async def prepare(self, h: DataHandle) -> None:
-        """Encode the values (large ones go to the blob store) before the transaction."""
+        """Encode the values (large ones and blocks go to the blob store) before the
+        transaction."""
         values = [v for v in self.writes.values() if v is not None]
         self._encoded = await h.kv.encode_many(values)
+        self._blocks = await h.kv.encode_many(list(self.blocks.values()), blob=True)
 
     async def apply(self, h: DataHandle, txn: Txn, mutation_id: int, when: str,
                     mod: ModInfo) -> None:
@@ -262,6 +267,9 @@ class Plan:
             else:
                 h.kv.put_raw(txn, h.instance_id, tkey, h.version, next(encoded),
                              versioned=versioned)
+        marked = h.instance.settings["MaxDownresLevel"] > 0
+        for coord, raw in zip(self.blocks, self._blocks, strict=True):
+            put_block(h, txn, coord, raw, mark=marked)
         record = lastmod_record(mutation_id, when, mod)
         for body in self.bodies:
             await h.kv.put(txn, h.instance_id, lastmod_tkey(body), h.version, record,

@@ -17,10 +17,12 @@ from dvidql.datatypes.imageblk.keys import block_tkey
 from dvidql.datatypes.imageblk.ops import (
     check_request_size,
     decode_stored,
+    downres,
     read_box,
     read_stored,
     write_blocks,
 )
+from dvidql.datatypes.labelmap.downres import downres_labels
 from dvidql.datatypes.labelmap.model import (
     NO_MOD,
     ModInfo,
@@ -46,8 +48,8 @@ from dvidql.ids import now
 from dvidql.parallel import in_parallel
 from dvidql.storage.base import Txn
 
-__all__ = ["ingest_compressed", "labels_at", "read_labels", "stream_payloads", "write_label_blocks",
-           "write_label_box"]
+__all__ = ["ingest_compressed", "labels_at", "read_labels", "stream_payloads", "update_scales",
+           "write_label_blocks", "write_label_box"]
 
 
 async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = False
@@ -97,8 +99,8 @@ async def read_labels(h: DataHandle, box: Box, *, supervoxels: bool = False) -> 
     check_request_size(h, box.voxels * 8)
     lo, hi = box.block_span(lay.block)
     coords = block_coords(lo, hi)
-    entries = await h.kv.get_raw_many(h.instance_id, [block_tkey(tuple(c)) for c in coords],
-                                      h.lineage)
+    entries = await h.kv.get_raw_many(
+        h.instance_id, [block_tkey(tuple(c), h.scale) for c in coords], h.lineage)
     present = [i for i, e in enumerate(entries) if e is not None]
     payloads = await _payloads(h, [entries[i] for i in present])  # type: ignore[misc]
     relabel = await relabeler(h, _palettes(payloads))
@@ -136,7 +138,8 @@ async def stream_payloads(h: DataHandle, coords: Sequence[Point], compression: s
     """The stored blocks among ``coords`` with their stream payloads, in the given order;
     bodies unless ``supervoxels`` (a gzip-stored block goes out as stored then)."""
     lay = layout(h.instance)
-    entries = await h.kv.get_raw_many(h.instance_id, [block_tkey(c) for c in coords], h.lineage)
+    entries = await h.kv.get_raw_many(h.instance_id, [block_tkey(c, h.scale) for c in coords],
+                                      h.lineage)
     present = [i for i, e in enumerate(entries) if e is not None]
     found = [coords[i] for i in present]
     stored = await h.kv.materialize([entries[i] for i in present])  # type: ignore[misc]
@@ -159,10 +162,16 @@ async def stream_payloads(h: DataHandle, coords: Sequence[Point], compression: s
 
 
 async def write_label_blocks(h: DataHandle, blocks: Sequence[tuple[Point, np.ndarray]],
-                             mod: ModInfo = NO_MOD) -> int:
-    """Store supervoxel blocks at scale 0 and keep the label indices and max label in step,
-    in the one transaction of the write; returns the mutation id."""
-    indexed = h.instance.settings["IndexedLabels"]
+                             mod: ModInfo = NO_MOD, *, index: bool = True,
+                             downres: bool = True) -> int:
+    """Store supervoxel blocks and keep the label indices and max label in step, in the one
+    transaction of the write, then recompute the lower scales; returns the mutation id.
+    ``index=False`` (or an instance without IndexedLabels) keeps no indices; ``downres=False``
+    leaves the lower scales to the caller. Lower scales' blocks are stored as given."""
+    if h.scale:
+        return await write_blocks(h, blocks, record=mod.fields(),
+                                  mark=h.scale < _top(h))
+    indexed = index and h.instance.settings["IndexedLabels"]
 
     async def planner(txn: Txn | None) -> Plan:
         if indexed:
@@ -177,7 +186,27 @@ async def write_label_blocks(h: DataHandle, blocks: Sequence[tuple[Point, np.nda
         current = await replan_if_stale(h, txn, plan, planner)
         await current.apply(h, txn, mutation_id, now(), mod)
 
-    return await write_blocks(h, blocks, also=also, record=mod.fields())
+    mutation_id = await write_blocks(h, blocks, also=also, record=mod.fields(),
+                                     mark=_top(h) > 0)
+    if downres:
+        await update_scales(h)
+    return mutation_id
+
+
+def _top(h: DataHandle) -> int:
+    top: int = h.instance.settings["MaxDownresLevel"]
+    return top
+
+
+async def update_scales(h: DataHandle) -> int:
+    """Recompute every lower scale over the blocks changed since it was last computed
+    (most frequent non-zero label of the 2x2x2 children); returns blocks written."""
+    written = 0
+    top = _top(h)
+    for scale in range(top):
+        written += await downres(h.at_scale(scale), h.at_scale(scale + 1),
+                                 reduce=downres_labels, mark=scale + 1 < top)
+    return written
 
 
 async def write_label_box(h: DataHandle, box: Box, volume: np.ndarray,
@@ -192,7 +221,8 @@ async def write_label_box(h: DataHandle, box: Box, volume: np.ndarray,
 
 
 async def ingest_compressed(h: DataHandle, records: Sequence[tuple[Point, Buffer]],
-                            mod: ModInfo = NO_MOD) -> int:
+                            mod: ModInfo = NO_MOD, *, index: bool = True,
+                            downres: bool = True) -> int:
     """Write blocks given as the gzip of DVID's compressed label block, after decoding every
     one (a malformed block refuses the whole request)."""
     shape = layout(h.instance).block_shape
@@ -210,4 +240,4 @@ async def ingest_compressed(h: DataHandle, records: Sequence[tuple[Point, Buffer
     blocks = await in_parallel(records, work)
     if len({c for c, _ in blocks}) != len(blocks):
         raise BadRequest("the block stream names a block more than once")
-    return await write_label_blocks(h, blocks, mod)
+    return await write_label_blocks(h, blocks, mod, index=index, downres=downres)
