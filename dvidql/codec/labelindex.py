@@ -33,8 +33,10 @@ __all__ = [
     "LabelIndex",
     "decode_label_index",
     "decode_label_indices",
+    "decode_mapping_ops",
     "encode_label_index",
     "encode_label_indices",
+    "encode_mapping_ops",
     "load_label_index",
     "pack_block_coords",
     "store_label_index",
@@ -47,6 +49,9 @@ _MESSAGES = build_messages("labelmap", {
                    ("last_mutid", 3, "uint64"), ("last_mod_time", 4, "string"),
                    ("last_mod_user", 5, "string"), ("last_mod_app", 6, "string")],
     "LabelIndices": [("indices", 1, "repeated LabelIndex")],
+    "MappingOp": [("mutid", 1, "uint64"), ("mapped", 2, "uint64"),
+                  ("original", 3, "repeated uint64")],
+    "MappingOps": [("mappings", 1, "repeated MappingOp")],
 })
 _FIELD = 21
 _MAGNITUDE = (1 << (_FIELD - 1)) - 1  # 2^20 - 1: the largest block coordinate
@@ -223,6 +228,19 @@ def decode_label_indices(data: Buffer) -> list[LabelIndex]:
 
 
 _HEADER = struct.Struct("<QQI")  # label, last mutation id, rows
+
+
+def encode_mapping_ops(mappings: Iterable[tuple[int, Iterable[int]]]) -> bytes:
+    """DVID's ``MappingOps`` (``POST .../mappings``): per body, the supervoxels mapped to it."""
+    message = _MESSAGES["MappingOps"]()
+    for body, originals in mappings:
+        message.mappings.add(mapped=body, original=list(originals))
+    return message.SerializeToString(deterministic=True)
+
+
+def decode_mapping_ops(data: Buffer) -> list[tuple[int, list[int]]]:
+    return [(op.mapped, list(op.original))
+            for op in _parse("MappingOps", data).mappings]  # type: ignore[attr-defined]
 
 
 def store_label_index(index: LabelIndex) -> bytes:

@@ -13,6 +13,7 @@ from dvidql.codec.labelindex import (
     LabelIndex,
     decode_label_index,
     decode_label_indices,
+    decode_mapping_ops,
     encode_label_index,
     encode_label_indices,
 )
@@ -27,7 +28,7 @@ from dvidql.codec.sparsevol import decode_rles, encode_blocks, encode_rles, enco
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk import ops as volume_ops
-from dvidql.datatypes.labelmap import bodies, edits, model, ops
+from dvidql.datatypes.labelmap import bodies, edits, history, model, ops
 from dvidql.datatypes.labelmap import split as split_ops
 from dvidql.datatypes.labelmap.model import MAX_LABEL, ModInfo
 from dvidql.datatypes.voxels import (
@@ -41,7 +42,8 @@ from dvidql.datatypes.voxels import (
 )
 from dvidql.errors import BadRequest, Forbidden, NotFound
 from dvidql.events import log as mutation_log
-from dvidql.rest.common import TypeRoute, json_response, read_body, service
+from dvidql.rest.common import TypeRoute, caller, json_response, read_body, service
+from dvidql.versions.dag import Node
 
 __all__ = ["routes"]
 
@@ -451,7 +453,15 @@ async def mapping(request: Request, h: DataHandle) -> Response:
 
 
 async def mappings(request: Request, h: DataHandle) -> Response:
-    """Every supervoxel not mapped to itself: text lines ``sv body`` or binary LE pairs."""
+    """GET: every supervoxel not mapped to itself, as text lines ``sv body`` or binary LE
+    pairs; POST: DVID's MappingOps protobuf, to load an agglomeration."""
+    if request.method == "POST":
+        try:
+            posted = decode_mapping_ops(await read_body(request))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        mutation_id = await edits.store_mappings(h, posted, _mod(request))
+        return Response(headers={"X-Mutation-Id": str(mutation_id)})
     pairs = await model.all_mappings(h)
     if request.query_params.get("format") == "binary":
         return Response(pairs.astype(_LE).tobytes(), media_type=_OCTET)
@@ -463,6 +473,7 @@ async def maxlabel(request: Request, h: DataHandle, value: str | None = None) ->
     _require_indexed(h)
     if request.method == "GET":
         return json_response({"maxlabel": await model.max_label(h)})
+    service(request).require_privilege(caller(request), "POST maxlabel")
     label = _label(value or "", "max label")
     if not 0 < label <= _SETTABLE_MAX:
         raise BadRequest(f"max label must be from 1 to 2^48, not {label}")
@@ -539,6 +550,44 @@ async def split_supervoxel(request: Request, h: DataHandle, label: str) -> Respo
                           "MutationID": mutation_id})
 
 
+def _node(request: Request, h: DataHandle, ref: str) -> Node:
+    repo, node = service(request).repos.resolve(ref)
+    if repo.repo_id != h.repo.repo_id:
+        raise BadRequest(f"version {ref} belongs to another repo")
+    return node
+
+
+async def mutations_range(request: Request, h: DataHandle, first: str, last: str) -> Response:
+    """This instance's records from version ``first`` down to ``last``."""
+    return json_response(await history.records_between(h, _node(request, h, first),
+                                                       _node(request, h, last)))
+
+
+async def label_history(request: Request, h: DataHandle, label: str, first: str,
+                        last: str) -> Response:
+    """Records from ``first`` to ``last`` naming the body (at ``last``) or any of its
+    supervoxels; a JSON array (DVID concatenates objects)."""
+    _require_indexed(h)
+    body = _label(label)
+    at_last = h if _node(request, h, last).uuid == h.node.uuid else service(request).handle(
+        last, h.instance.name, caller(request))
+    (index,) = await bodies.indices_of(at_last, [body])
+    labels = {body, *(index.supervoxels().tolist() if index is not None else [])}
+    records = await history.records_between(h, _node(request, h, first),
+                                            _node(request, h, last))
+    return json_response(history.touching(records, labels))
+
+
+async def set_nextlabel(request: Request, h: DataHandle, label: str) -> Response:
+    """Admin only: the next allocation is ``label + 1`` (0 resets), ``ceiling=`` bounds it."""
+    service(request).require_privilege(caller(request), "set-nextlabel")
+    ceiling = request.query_params.get("ceiling")
+    mutation_id = await edits.set_next_label(
+        h, _label(label), None if ceiling is None else _label(ceiling, "ceiling"),
+        _mod(request))
+    return Response(headers={"X-Mutation-Id": str(mutation_id)})
+
+
 async def mutations(request: Request, h: DataHandle) -> Response:
     """This instance's log records at this version, oldest first."""
     records = await mutation_log.read(h.kv.meta, h.repo.repo_id)
@@ -594,8 +643,11 @@ routes = [
               "the mutation id, user, time and app of a body's last change"),
     TypeRoute("/mapping", frozenset({"GET", "POST"}), mapping,
               "bodies of a JSON body of supervoxels", is_read=_reads),
-    TypeRoute("/mappings", frozenset({"GET"}), mappings,
-              "every supervoxel not mapped to itself (format=binary for uint64 pairs)"),
+    TypeRoute("/mappings", frozenset({"GET", "POST"}), mappings,
+              "every supervoxel not mapped to itself (format=binary for uint64 pairs); "
+              "POST MappingOps protobuf"),
+    TypeRoute("/set-nextlabel/{label}", frozenset({"POST"}), set_nextlabel,
+              "admin: allocate from label+1 on (ceiling=)"),
     TypeRoute("/maxlabel", frozenset({"GET"}), maxlabel, "the largest label at this version"),
     TypeRoute("/maxlabel/{value}", frozenset({"POST"}), maxlabel, "raise the max label"),
     TypeRoute("/nextlabel", frozenset({"GET"}), nextlabel, "the next label to be allocated"),
@@ -612,4 +664,8 @@ routes = [
               "split the voxels of an rles sparse volume off a supervoxel (split=, remain=)"),
     TypeRoute("/mutations", frozenset({"GET"}), mutations,
               "this instance's mutation records at this version"),
+    TypeRoute("/mutations-range/{first}/{last}", frozenset({"GET"}), mutations_range,
+              "records from version first down to version last"),
+    TypeRoute("/history/{label}/{first}/{last}", frozenset({"GET"}), label_history,
+              "records from first to last naming the body or its supervoxels"),
 ]

@@ -6,6 +6,7 @@ model; edits on a branch stay off its parent; bad edits are refused and change n
 from __future__ import annotations
 
 import gzip
+import signal
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +15,13 @@ import httpx
 import numpy as np
 import pytest
 
-from dvidql.codec.labelindex import decode_label_index, decode_label_indices, encode_label_indices
+from dvidql.codec.labelindex import (
+    LabelIndex,
+    decode_label_index,
+    decode_label_indices,
+    encode_label_indices,
+    encode_mapping_ops,
+)
 from dvidql.codec.sparsevol import decode_blocks, decode_rles, decode_srles, encode_rles, mask_runs
 from tests.rest.conftest import child
 from tests.rest.test_bad_input import assert_error
@@ -467,3 +474,66 @@ def test_split_can_be_disabled(make_server) -> None:  # type: ignore[no-untyped-
             "typename": "labelmap", "dataname": "seg"}).status_code == 200
         assert_error(client.post(_url(root, "split/1"), content=b""), 403, "FORBIDDEN",
                      "disabled")
+
+
+def test_label_counters_mappings_and_history(client: httpx.Client,
+                                             seg: tuple[str, Model]) -> None:
+    root, model = seg
+    a, b, c = _largest(model, 3)
+    big = int(model.svs.max())
+    reserved = client.post(_url(root, "nextlabel/5")).json()
+    assert reserved == {"start": big + 1, "end": big + 5}
+    assert client.get(_url(root, "nextlabel")).json() == {"nextlabel": big + 6}
+    assert client.get(_url(root, "maxlabel")).json() == {"maxlabel": big + 5}
+    assert client.post(_url(root, f"maxlabel/{big + 100}")).status_code == 200
+    assert client.post(_url(root, "maxlabel/3")).status_code == 200  # ignored: not larger
+    assert client.get(_url(root, "maxlabel")).json() == {"maxlabel": big + 100}
+    assert client.post(_url(root, "set-nextlabel/1000")).status_code == 200
+    cleaved = client.post(_url(root, f"cleave/{a}"), json=[a]).status_code
+    assert cleaved == 400  # a is a single supervoxel: cleaving it all is refused
+    # an agglomeration loaded directly: mappings, then the indices that go with them
+    posted = client.post(_url(root, "mappings"), content=encode_mapping_ops([(b, [c])]))
+    assert posted.status_code == 200, posted.text
+    model.mapping[c] = b
+    indices = decode_label_indices(client.request("GET", _url(root, "indices"),
+                                                  json=[b, c]).content)
+    joined = LabelIndex.of(b, *(np.concatenate([i.blocks for i in indices]),
+                                np.concatenate([i.svs for i in indices]),
+                                np.concatenate([i.counts for i in indices])))
+    empty = LabelIndex(c)
+    assert client.post(_url(root, "indices"),
+                       content=encode_label_indices([joined, empty])).status_code == 200
+    check(client, root, model, [b, c])
+    new = client.post(_url(root, f"cleave/{b}"), json=[c]).json()["CleavedLabel"]
+    assert new == 1001  # from the next-label counter
+    model.mapping[c] = new
+    version = child(client, root)
+    assert client.post(_url(version, "merge"), json=[a, new]).status_code == 200
+    model.mapping[c] = a
+    check(client, version, model, [a, b, new])
+    actions = [r["Action"] for r in client.get(_url(version, f"mutations-range/{root}/{version}"))
+               .json()]
+    assert actions[-3:] == ["post-indices", "cleave", "merge"]
+    touching = client.get(_url(version, f"history/{a}/{root}/{version}")).json()
+    assert [r["Action"] for r in touching] == ["post-indices", "cleave", "merge"]
+    assert client.get(_url(version, f"mutations-range/{version}/{root}")).status_code == 400
+
+
+def test_edits_survive_a_restart(make_server) -> None:  # type: ignore[no-untyped-def]
+    live = make_server()
+    with httpx.Client(base_url=live.url) as client:
+        root = client.post("/api/repos", json={}).json()["root"]
+        assert client.post(f"/api/repo/{root}/instance", json={
+            "typename": "labelmap", "dataname": "seg", "BlockSize": "32",
+            "MaxDownresLevel": "1"}).status_code == 200
+        model = Model(np.concatenate([_sample("fib19"), _sample("cx")], axis=2))
+        assert client.post(_url(root, "raw/0_1_2/128_64_64/0_0_0"),
+                           content=model.svs.astype("<u8").tobytes()).status_code == 200
+        a, b, c = _largest(model, 3)
+        assert client.post(_url(root, "merge"), json=[a, b, c]).status_code == 200
+        new = client.post(_url(root, f"cleave/{a}"), json=[c]).json()["CleavedLabel"]
+        model.mapping.update({b: a, c: new})
+    live.restart(signal.SIGKILL)
+    with httpx.Client(base_url=live.url) as client:
+        check(client, root, model, [a, b, c, new])
+        _check_scale_one(client, root, model)

@@ -1,11 +1,10 @@
-"""labelmap: uint64 segmentation (supervoxel ids) in blocks, DVID's labelmap.
+"""labelmap: uint64 segmentation, DVID's labelmap.
 
-Being built. So far, at scale 0: the instance settings and info; block-aligned ingest of
-supervoxels through ``raw`` POST (packed, lz4 or gzip) and DVID's ``POST blocks`` stream;
-reads of any box (packed, lz4, gzip, or neuroglancer's compressed_segmentation), of the
-labels at points, and block streams (``blocks``, ``specificblocks``); blocks stored as DVID's
-compressed label blocks. Without a supervoxel→body mapping yet, mapped reads equal
-supervoxel reads.
+Blocks hold supervoxel ids (DVID's compressed label blocks) at scales 0..MaxDownresLevel; a
+versioned supervoxel->body mapping, per-body label indices and max labels are ordinary
+versioned entries (``keys``, ``model``). Operations: voxel reads and writes (``ops``), body
+queries from the indices (``bodies``), merge/cleave/renumber (``edits``), voxel-rewriting
+splits (``split``) and the log across versions (``history``).
 
 Settings (case-insensitive): ``BlockSize`` (default 64,64,64; multiples of 8),
 ``VoxelSize`` (8), ``VoxelUnits`` (nanometers), ``MaxDownresLevel`` (0), ``IndexedLabels``

@@ -18,13 +18,16 @@ from dvidql.datatypes.labelmap.model import (
     Reads,
     allocate,
     commit,
+    label_counter,
     load_indices,
     mapping_value,
+    put_label_counter,
 )
 from dvidql.errors import BadRequest, NotFound
 from dvidql.storage.base import Txn
 
-__all__ = ["cleave", "merge", "raise_max_label", "renumber", "reserve_labels", "store_indices"]
+__all__ = ["cleave", "merge", "raise_max_label", "renumber", "reserve_labels", "set_next_label",
+           "store_indices", "store_mappings"]
 
 
 def _labels(values: Sequence[int], what: str) -> None:
@@ -206,3 +209,43 @@ async def reserve_labels(h: DataHandle, count: int, mod: ModInfo) -> tuple[int, 
         mutation_id = await h.log(txn, {"Action": "post-nextlabel", "Start Label": start,
                                         "End Label": start + count - 1, **mod.fields()})
     return start, mutation_id
+
+
+async def store_mappings(h: DataHandle, mappings: Sequence[tuple[int, Sequence[int]]],
+                         mod: ModInfo) -> int:
+    """Set supervoxels' bodies as given, ``(body, [supervoxel, ...])`` pairs (DVID's POST
+    mappings, for loading an agglomeration; indices are posted separately). Returns the
+    mutation id."""
+    if not mappings:
+        raise BadRequest("no mappings posted")
+    writes: dict[bytes, bytes | None] = {}
+    for body, originals in mappings:
+        for sv in originals:
+            if sv == 0:
+                raise BadRequest("supervoxel 0 is background and cannot be mapped")
+            writes[mapping_tkey(sv)] = mapping_value(body)
+    highest = max(max(b for b, _ in mappings), *(max(o, default=0) for _, o in mappings))
+
+    async def planner(txn: Txn | None) -> Plan:
+        return Plan(Reads(), writes=dict(writes), highest=highest)
+
+    mutation_id, _ = await commit(h, planner, lambda p: {
+        "Action": "post-mappings", "Mappings": len(writes)}, mod)
+    return mutation_id
+
+
+async def set_next_label(h: DataHandle, label: int, ceiling: int | None, mod: ModInfo) -> int:
+    """Make ``label + 1`` the next label allocated (0: allocate above the max label again),
+    optionally with an allocation ceiling (0 clears it). Returns the mutation id."""
+    async with h.writing() as txn:
+        counter = await label_counter(h, txn)
+        counter["next"] = label + 1 if label else 0
+        if ceiling is not None:
+            counter["ceiling"] = ceiling
+        if counter["ceiling"] and counter["next"] > counter["ceiling"]:
+            raise BadRequest(f"the next label {counter['next']} would be above the ceiling "
+                             f"{counter['ceiling']}")
+        put_label_counter(h, txn, counter)
+        return await h.log(txn, {"Action": "post-setnextlabel", "Label": label,
+                                 **({"Ceiling": ceiling} if ceiling is not None else {}),
+                                 **mod.fields()})

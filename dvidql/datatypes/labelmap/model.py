@@ -54,9 +54,11 @@ __all__ = [
     "block_write_plan",
     "bodies_of",
     "commit",
+    "label_counter",
     "load_indices",
     "max_label",
     "next_label",
+    "put_label_counter",
     "read_lastmod",
     "relabeler",
     "replan_if_stale",
@@ -194,14 +196,20 @@ async def max_label(h: DataHandle, txn: Txn | None = None) -> int:
     return int(value) if value else 0
 
 
-async def _counter(h: DataHandle, txn: Txn | None) -> dict[str, int]:
+async def label_counter(h: DataHandle, txn: Txn | None) -> dict[str, int]:
+    """The repo-wide label record: ``max`` (largest label ever), ``next`` (the next-label
+    counter, 0 when unset) and ``ceiling`` (0: none)."""
     key = counter_key(h.repo, h.instance)
     raw = await (h.kv.meta.get(key) if txn is None else txn.get(key))
     return {"max": 0, "next": 0, "ceiling": 0, **(orjson.loads(raw) if raw else {})}
 
 
+def put_label_counter(h: DataHandle, txn: Txn, counter: dict[str, int]) -> None:
+    txn.put(counter_key(h.repo, h.instance), orjson.dumps(counter))
+
+
 async def next_label(h: DataHandle) -> int:
-    counter = await _counter(h, None)
+    counter = await label_counter(h, None)
     return counter["next"] or counter["max"] + 1
 
 
@@ -210,16 +218,16 @@ async def note_labels(h: DataHandle, txn: Txn, highest: int) -> None:
     if highest > await max_label(h, txn):
         await h.kv.put(txn, h.instance_id, MAXLABEL, h.version, str(highest).encode(),
                        versioned=h.instance.versioned)
-    counter = await _counter(h, txn)
+    counter = await label_counter(h, txn)
     if highest > counter["max"]:
         counter["max"] = highest
-        txn.put(counter_key(h.repo, h.instance), orjson.dumps(counter))
+        put_label_counter(h, txn, counter)
 
 
 async def allocate(h: DataHandle, txn: Txn, count: int) -> int:
     """The first of ``count`` new labels, never handed out before on any branch: from the
     next-label counter when one is set, else above the largest label in the repo."""
-    counter = await _counter(h, txn)
+    counter = await label_counter(h, txn)
     start = counter["next"] or counter["max"] + 1
     end = start + count - 1
     limit = counter["ceiling"] or MAX_LABEL
@@ -228,7 +236,7 @@ async def allocate(h: DataHandle, txn: Txn, count: int) -> int:
                          f"limit {limit}")
     if counter["next"]:
         counter["next"] = end + 1
-    txn.put(counter_key(h.repo, h.instance), orjson.dumps(counter))
+    put_label_counter(h, txn, counter)
     await note_labels(h, txn, end)
     return start
 

@@ -1,0 +1,61 @@
+"""The mutation log of one labelmap instance seen across versions: records between two
+versions, and those touching a body's supervoxels (DVID's ``mutations-range`` and
+``history``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from dvidql.datatypes.base import DataHandle
+from dvidql.errors import BadRequest
+from dvidql.events import log as mutation_log
+from dvidql.versions.dag import Node
+
+__all__ = ["records_between", "touching"]
+
+# the fields of DVID's labelmap messages that name bodies or supervoxels
+_LABEL_FIELDS = ("Target", "Labels", "OrigLabel", "CleavedLabel", "CleavedSupervoxels",
+                 "NewLabel", "Supervoxel", "Body", "SplitSupervoxel", "RemainSupervoxel")
+
+
+def versions_between(h: DataHandle, first: Node, last: Node) -> list[str]:
+    """UUIDs from ``first`` down to ``last`` along first parents (both included)."""
+    chain: list[str] = []
+    version: int | None = last.version_id
+    while version is not None:
+        node = h.repo.nodes[version]
+        chain.append(node.uuid)
+        if version == first.version_id:
+            return chain[::-1]
+        version = node.parents[0] if node.parents else None
+    raise BadRequest(f"version {first.uuid} is not an ancestor of {last.uuid} (along first "
+                     "parents)")
+
+
+async def records_between(h: DataHandle, first: Node, last: Node) -> list[dict[str, Any]]:
+    """This instance's records made at the versions from ``first`` to ``last``, in mutation
+    order."""
+    wanted = set(versions_between(h, first, last))
+    return [r for r in await mutation_log.read(h.kv.meta, h.repo.repo_id)
+            if r.get("DataUUID") == h.instance.data_uuid and r.get("UUID") in wanted]
+
+
+def _labels(record: dict[str, Any]) -> set[int]:
+    found: set[int] = set()
+    for name in _LABEL_FIELDS:
+        value = record.get(name)
+        values: Iterable[Any] = value if isinstance(value, list) else [value]
+        found.update(v for v in values if isinstance(v, int))
+    for key, parts in (record.get("SVSplits") or {}).items():
+        found.add(int(key))
+        found.update(v for v in parts.values() if isinstance(v, int))
+    for pair in record.get("Labels") or []:
+        if isinstance(pair, dict):
+            found.update(v for v in pair.values() if isinstance(v, int))
+    return found
+
+
+def touching(records: Iterable[dict[str, Any]], labels: set[int]) -> list[dict[str, Any]]:
+    """The records that name any of ``labels``."""
+    return [r for r in records if _labels(r) & labels]
