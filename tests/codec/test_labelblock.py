@@ -1,5 +1,6 @@
 """DVID's compressed label block: golden data from DVID, blocks built by hand from the byte
-layout (dvid-reference.md §4.2), round trips and every malformed input."""
+layout (dvid-reference.md §4.2), round trips and every malformed input; reading labels at a
+few voxels agrees with decoding the whole block."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from hypothesis import strategies as st
 from dvidql.codec.labelblock import (
     block_labels,
     decode_label_block,
+    dict_relabel,
     encode_label_block,
     label_counts,
+    labels_at_voxels,
     relabel_block,
 )
 
@@ -219,7 +222,8 @@ def test_relabel_solid_block() -> None:
 TWO = struct.pack("<4I2Q", 1, 1, 1, 2, 7, 9) + struct.pack("<H2I", 2, 0, 1) + bytes(64)
 
 
-@pytest.mark.parametrize(("data", "shape", "message"), [
+# Each bad part is one that some voxel uses, so reading every voxel meets it too.
+MALFORMED = [
     (b"\x01\x00", (8, 8, 8), "shorter than its 16-byte header"),
     (struct.pack("<4I", 1, 1, 1, 0), (8, 8, 8), r"empty palette \(N = 0\)"),
     (struct.pack("<4IQ", 1, 1, 1, 2, 7), (8, 8, 8), "truncated: its palette of 2 labels"),
@@ -231,10 +235,14 @@ TWO = struct.pack("<4I2Q", 1, 1, 1, 2, 7, 9) + struct.pack("<H2I", 2, 0, 1) + by
      "claims 513 labels"),
     (TWO[:-1], (8, 8, 8), "label block has 105 bytes; .* need 106"),
     (TWO + b"\x00", (8, 8, 8), "label block has 107 bytes; .* need 106"),
-    (TWO[:-72] + struct.pack("<2I", 0, 2) + bytes(64), (8, 8, 8), "palette index 2 but only 2"),
+    (TWO[:-72] + struct.pack("<2I", 0, 2) + b"\xff" * 64, (8, 8, 8),
+     "palette index 2 but only 2"),
     (struct.pack("<4I3Q", 1, 1, 1, 3, 7, 8, 9) + struct.pack("<H3I", 3, 0, 1, 2)
      + b"\xc0" + bytes(127), (8, 8, 8), "voxel index beyond its sub-block's labels"),
-])
+]
+
+
+@pytest.mark.parametrize(("data", "shape", "message"), MALFORMED)
 def test_malformed_blocks(data: bytes, shape: tuple[int, int, int], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         decode_label_block(data, shape)
@@ -271,3 +279,146 @@ def test_decode_relabels_the_palette() -> None:
     data = encode_label_block(volume)
     mapped = decode_label_block(data, volume.shape, lambda p: p * np.uint64(10))
     assert np.array_equal(mapped, volume * np.uint64(10))
+
+
+# ----- labels at a few voxels ----------------------------------------------------------------
+
+def every_voxel(shape: tuple[int, ...]) -> np.ndarray:
+    return np.indices(shape).reshape(3, -1).T
+
+
+def assert_points_match_decode(data: bytes, shape: tuple[int, int, int], points: np.ndarray,
+                               relabel: object = None) -> None:
+    want = decode_label_block(data, shape, relabel)[tuple(points.T)]  # type: ignore[arg-type]
+    got = labels_at_voxels(data, shape, points, relabel)  # type: ignore[arg-type]
+    assert got.dtype == np.uint64 and got.shape == (len(points),)
+    np.testing.assert_array_equal(got, want)
+
+
+def scramble(labels: np.ndarray) -> np.ndarray:
+    return labels ^ np.uint64(0x5DEECE66D)
+
+
+@pytest.mark.parametrize("name", ["golden", "stream", *SAMPLES])
+def test_labels_at_every_voxel_of_real_blocks(name: str) -> None:
+    data = {"golden": golden_block, "stream": stream_block}.get(
+        name, lambda: encode_label_block(sample(name)))()
+    assert_points_match_decode(data, CUBE, every_voxel(CUBE))
+    assert_points_match_decode(data, CUBE, every_voxel(CUBE)[::997], scramble)
+    assert_points_match_decode(data, CUBE, np.array([[63, 0, 63]]), scramble)
+
+
+@pytest.mark.parametrize("count", [2, 3, 4, 5, 8, 9, 16, 17, 100, 255, 256, 257, 511, 512])
+def test_labels_at_voxels_of_every_width(count: int) -> None:
+    """Every bit offset of every width, in sub-blocks after narrower and wider ones."""
+    rng = np.random.default_rng(count)
+    labels = np.concatenate([rng.permutation(np.arange(512) % n).reshape(8, 8, 8)
+                             for n in (3, count, 1, 300)], axis=2).astype(np.uint64)
+    assert_points_match_decode(encode_label_block(labels), labels.shape, every_voxel(labels.shape))
+
+
+def test_labels_at_voxels_beside_sub_blocks_without_labels() -> None:
+    """Sub-blocks with Ns = 0 (label 0, never relabeled) take no list entries and no bits."""
+    bits = "".join(format(k % 3, "02b") for k in range(512))
+    data = (struct.pack("<4I3Q", 4, 1, 1, 3, 5, 6, 7) + struct.pack("<4H", 2, 0, 3, 0)
+            + struct.pack("<5I", 2, 0, 1, 2, 0) + b"\x0f" * 64 + int(bits, 2).to_bytes(128, "big"))
+    shape = (8, 8, 32)
+    labels = decode_label_block(data, shape)
+    assert (labels[:, :, 8:16] == 0).all() and (labels[:, :, 24:] == 0).all()
+    assert set(labels[:, :, :8].ravel().tolist()) == {7, 5}
+    assert set(labels[:, :, 16:24].ravel().tolist()) == {6, 7, 5}
+    assert_points_match_decode(data, shape, every_voxel(shape))
+    assert_points_match_decode(data, shape, every_voxel(shape), scramble)
+
+
+@st.composite
+def sub_block_counts(draw: st.DrawFn) -> np.ndarray:
+    """Blocks of 8 to 64 voxels an edge whose sub-blocks each hold their own number of labels,
+    1 to 512 (mostly few), drawn from one pool so that sub-blocks share palette entries."""
+    shape = draw(st.tuples(*[st.sampled_from(range(8, 65, 8))] * 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    gz, gy, gx = (n // 8 for n in shape)
+    counts = np.minimum(512, np.exp(rng.uniform(0, np.log(600), gz * gy * gx)).astype(int))
+    pool = rng.integers(0, 2**64 - 1, 2048, np.uint64, endpoint=True)
+    subs = np.stack([pool[rng.integers(0, 1536) + rng.permutation(np.arange(512) % k)]
+                     for k in counts.tolist()])
+    return np.ascontiguousarray(subs.reshape(gz, gy, gx, 8, 8, 8).transpose(0, 3, 1, 4, 2, 5)
+                                .reshape(shape))
+
+
+def some_points(shape: tuple[int, ...], seed: int, count: int) -> np.ndarray:
+    """``count`` random points of the block, with its first and last voxel."""
+    rng = np.random.default_rng(seed)
+    corners = np.array([[0, 0, 0], [n - 1 for n in shape]])
+    return np.concatenate([corners, rng.integers(0, shape, (count, 3))])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.one_of(sub_block_counts(), label_blocks()), st.integers(0, 2**32),
+       st.sampled_from([1, 7, 300]), st.booleans())
+def test_labels_at_voxels_match_decode(labels: np.ndarray, seed: int, count: int,
+                                       mapped: bool) -> None:
+    data = encode_label_block(labels)
+    points = some_points(labels.shape, seed, count)
+    assert_points_match_decode(data, labels.shape, points, scramble if mapped else None)
+    np.testing.assert_array_equal(labels_at_voxels(data, labels.shape, points),
+                                  labels[tuple(points.T)])
+
+
+@settings(max_examples=10, deadline=None)
+@given(edges, edges, edges, st.integers(0, 2**64 - 1), st.integers(0, 2**32))
+def test_labels_at_voxels_of_solid_blocks(z: int, y: int, x: int, label: int,
+                                          seed: int) -> None:
+    data = struct.pack("<4IQ", x // 8, y // 8, z // 8, 1, label)
+    points = some_points((z, y, x), seed, 5)
+    assert labels_at_voxels(data, (z, y, x), points).tolist() == [label] * 7
+    assert_points_match_decode(data, (z, y, x), points, scramble)
+
+
+def test_labels_at_voxels_relabel_sees_few_labels() -> None:
+    """The mapping is asked about the points' labels, or the palette when that is shorter."""
+    data = golden_block()
+    palette = block_labels(data).tolist()
+    mapping = {palette[0]: 1, palette[3]: 2**64 - 1}
+    asked: list[int] = []
+
+    def relabel(labels: np.ndarray) -> np.ndarray:
+        asked.append(len(labels))
+        return dict_relabel(mapping)(labels)
+
+    for points in (np.array([[1, 2, 3], [40, 50, 60]]), every_voxel(CUBE)):
+        asked.clear()
+        assert_points_match_decode(data, CUBE, points, relabel)
+        assert asked == [len(palette), min(len(points), len(palette))]
+
+
+def test_labels_at_no_voxels() -> None:
+    got = labels_at_voxels(golden_block(), CUBE, np.zeros((0, 3), np.int64))
+    assert got.dtype == np.uint64 and got.shape == (0,)
+
+
+@pytest.mark.parametrize(("data", "shape", "message"), MALFORMED)
+def test_labels_at_voxels_of_malformed_blocks(data: bytes, shape: tuple[int, int, int],
+                                              message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        labels_at_voxels(data, shape, every_voxel(shape))
+
+
+def test_labels_at_voxels_reads_only_what_points_use() -> None:
+    """Only the size is checked for parts no point uses: the bad value here is at voxel 0."""
+    bad = MALFORMED[-1][0]
+    assert labels_at_voxels(bad, (8, 8, 8), np.array([[7, 7, 7]])).tolist() == [7]
+
+
+@pytest.mark.parametrize("points", [
+    np.array([1, 2, 3]), np.zeros((2, 2), np.int64), np.array([[0.5, 1, 2]]),
+    np.array([[0, 0, 8]]), np.array([[-1, 0, 0]]), np.array([[0, 64, 0]], np.uint64),
+])
+def test_labels_at_bad_points(points: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="points must"):
+        labels_at_voxels(TWO, (8, 8, 8), points)
+
+
+def test_labels_at_voxels_bad_shape() -> None:
+    with pytest.raises(ValueError, match="multiple of 8 up to 1024"):
+        labels_at_voxels(TWO, (8, 8, 12), np.zeros((1, 3), np.int64))
