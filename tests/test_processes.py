@@ -241,3 +241,49 @@ async def test_grayscale_from_both_processes(two_servers: list[LiveServer]) -> N
             axis=(1, 3, 5), dtype=np.uint16)
         assert np.frombuffer(half.content, np.uint8).tolist() == \
             ((sums + 4) // 8).astype(np.uint8).ravel().tolist()
+
+
+async def _edit_cycles(http: httpx.AsyncClient, root: str, group: list[int]) -> None:
+    """Merge a group, then cleave and re-merge its other supervoxels, again and again."""
+    target, *rest = group
+    seg = f"/api/node/{root}/seg"
+    assert (await http.post(f"{seg}/merge", json=group)).status_code == 200
+    for _ in range(6):
+        response = await http.post(f"{seg}/cleave/{target}", json=rest)
+        assert response.status_code == 200, response.text
+        cleaved = response.json()["CleavedLabel"]
+        response = await http.post(f"{seg}/merge", json=[target, cleaved])
+        assert response.status_code == 200, response.text
+
+
+async def test_concurrent_body_edits_across_processes(two_servers: list[LiveServer]) -> None:
+    """DVID's TestConcurrentMutations through two processes: workers on both edit disjoint
+    body groups at once; afterwards both processes serve exactly the expected bodies."""
+    from tests.rest.test_labelmap_bodies import Model, _largest, _sample, check
+
+    a, b = (httpx.AsyncClient(base_url=s.url, timeout=120) for s in two_servers)
+    async with a, b:
+        root = (await a.post("/api/repos", json={})).json()["root"]
+        made = await a.post(f"/api/repo/{root}/instance", json={
+            "typename": "labelmap", "dataname": "seg", "BlockSize": "32"})
+        assert made.status_code == 200, made.text
+        model = Model(np.concatenate([_sample("fib19"), _sample("cx")], axis=2))
+        posted = await b.post(f"/api/node/{root}/seg/raw/0_1_2/128_64_64/0_0_0",
+                              content=model.svs.astype("<u8").tobytes())
+        assert posted.status_code == 200, posted.text
+        labels = _largest(model, 18)
+        groups = [labels[i::6] for i in range(6)]
+        await asyncio.gather(*(_edit_cycles(a if i % 2 else b, root, g)
+                               for i, g in enumerate(groups)))
+        # and edits of one body at once: each merges another body into the same target
+        others = [v for v in _largest(model, 100) if v not in labels]
+        target, *merged = others
+        responses = await asyncio.gather(*(
+            (a if i % 2 else b).post(f"/api/node/{root}/seg/merge", json=[target, m])
+            for i, m in enumerate(merged)))
+        assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+    for group in [*groups, others]:
+        model.mapping.update({sv: group[0] for sv in group[1:]})
+    for live in two_servers:
+        with httpx.Client(base_url=live.url, timeout=60) as client:
+            check(client, root, model, [g[0] for g in groups] + [target])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -16,13 +16,16 @@ __all__ = ["Context", "admin_token"]
 @dataclass
 class Context:
     """What a request may use: the service and who is calling. Over WebSockets the caller
-    can still change when ``connection_init`` carries ``{"adminToken": ...}``."""
+    can still change when ``connection_init`` carries ``{"adminToken": ...}``. ``loaders``
+    holds the request's DataLoaders (one WebSocket context serves many operations, so they
+    must not cache across them)."""
 
     service: Service
     caller: Caller
     request: Any = None
     response: Any = None
     connection_params: Mapping[str, Any] | None = None
+    loaders: dict[Hashable, Any] = field(default_factory=dict)
 
 
 def admin_token(connection: HTTPConnection) -> str | None:

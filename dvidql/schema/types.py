@@ -9,7 +9,9 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
+from dvidql.codec.labelindex import LabelIndex
 from dvidql.datatypes.base import DataHandle
+from dvidql.resolvers import bodies as body_resolvers
 from dvidql.resolvers import grayscale as gray_resolvers
 from dvidql.resolvers import instances as instance_resolvers
 from dvidql.resolvers import keyvalue as kv_resolvers
@@ -22,6 +24,7 @@ from dvidql.service import MergeResult as ServiceMergeResult
 from dvidql.versions import dag
 
 __all__ = [
+    "Body",
     "Branch",
     "DataInstance",
     "DatatypeInfo",
@@ -31,6 +34,7 @@ __all__ = [
     "KeyMutationResult",
     "KeyValueEntry",
     "KeyValueInstance",
+    "LastModification",
     "MergeConflictEntry",
     "MergeResolution",
     "MergeResult",
@@ -38,6 +42,8 @@ __all__ = [
     "Repo",
     "Segmentation",
     "ServerInfo",
+    "Supervoxel",
+    "SupervoxelSize",
     "Tag",
     "Version",
     "branch_name",
@@ -530,6 +536,8 @@ class MergeResult:
 # ----- segmentation --------------------------------------------------------------------------
 
 Point3 = Annotated[list[int], arg("A voxel [x, y, z].")]
+BodyId = Annotated[UInt64, arg("Body id.", name="id")]
+SupervoxelId = Annotated[UInt64, arg("Supervoxel id.", name="id")]
 
 
 @strawberry.type(description="A segmentation (labelmap) volume as one version sees it: "
@@ -558,3 +566,114 @@ class Segmentation(_Volume):
                           "lz4, gzip, google or googlegzip (neuroglancer's "
                           "compressed_segmentation); none for packed voxels.")] = None) -> str:
         return seg_resolvers.subvolume_url(info.context, self.handle, offset, size, compression)
+
+    @strawberry.field(description="The largest label at this version (children never report "
+                                  "less).")
+    async def max_label(self) -> UInt64:
+        return UInt64(await body_resolvers.max_label(self.handle))
+
+    @strawberry.field(description="The label a cleave would give its new body next (labels "
+                                  "are never handed out twice, on any branch).")
+    async def next_label(self) -> UInt64:
+        return UInt64(await body_resolvers.next_label(self.handle))
+
+    @strawberry.field(description="A body by id, or null if it has no voxels at this version "
+                                  "(never written, merged or renumbered away). Bodies asked "
+                                  "for together in one query are read in one batch.")
+    async def body(self, info: Info[Context, None], id_: BodyId) -> Body | None:
+        return Body.of(self.handle,
+                       await body_resolvers.index_of_body(info.context, self.handle, id_))
+
+    @strawberry.field(description="Bodies by id, in the order given (up to 10,000), null "
+                                  "where a body has no voxels; read in one batch.")
+    async def bodies(self, info: Info[Context, None],
+                     ids: Annotated[list[UInt64], arg("Body ids.")]) -> list[Body | None]:
+        found = await body_resolvers.indices_of_bodies(info.context, self.handle, ids)
+        return [Body.of(self.handle, index) for index in found]
+
+    @strawberry.field(description="A supervoxel by id, or null if it has no voxels at this "
+                                  "version.")
+    async def supervoxel(self, info: Info[Context, None],
+                         id_: SupervoxelId) -> Supervoxel | None:
+        index = await body_resolvers.index_of_supervoxel(info.context, self.handle, id_)
+        return None if index is None else Supervoxel(handle=self.handle, index=index)
+
+
+@strawberry.type(description="Who changed a body last, and when.")
+class LastModification:
+    mutation_id: UInt64 = strawberry.field(description="Id of the mutation in the repo's log.")
+    user: str = strawberry.field(description="User named by the mutation; empty if none.")
+    time: str = strawberry.field(description="When the mutation was made (RFC 3339).")
+    app: str = strawberry.field(description="Application named by the mutation; empty if "
+                                            "none.")
+
+
+@strawberry.type(description="A supervoxel of a body and its voxel count.")
+class SupervoxelSize:
+    id: UInt64 = strawberry.field(description="Supervoxel id.")
+    voxel_count: UInt64 = strawberry.field(description="Voxels of the supervoxel.")
+
+
+@strawberry.type(description="What bodies and supervoxels share: sizes and bounds from a "
+                             "label index (not itself in the schema).")
+class _Indexed:
+    handle: strawberry.Private[DataHandle]
+    index: strawberry.Private[LabelIndex]
+
+    @strawberry.field(description="The label: the body's or supervoxel's id.")
+    def id(self) -> UInt64:
+        return UInt64(self.index.label)
+
+    @strawberry.field(description="Number of voxels.")
+    def voxel_count(self) -> UInt64:
+        return UInt64(self.index.num_voxels)
+
+    @strawberry.field(description="Number of blocks holding its voxels.")
+    def block_count(self) -> int:
+        return body_resolvers.block_count(self.index)
+
+    @strawberry.field(description="First and last voxel of the blocks holding its voxels "
+                                  "(bounds accurate to blocks, not voxels).")
+    def bounding_box(self) -> Extents:
+        lo, hi = body_resolvers.bounding_box(self.handle, self.index)
+        return Extents(min_point=lo, max_point=hi)
+
+
+@strawberry.type(description="A body (neuron or fragment) as one version sees it: its "
+                             "supervoxels and their voxels, from its label index.")
+class Body(_Indexed):
+    @classmethod
+    def of(cls, handle: DataHandle, index: LabelIndex | None) -> Body | None:
+        return None if index is None else cls(handle=handle, index=index)
+
+    @strawberry.field(description="Its supervoxels, in increasing order.")
+    def supervoxels(self) -> list[UInt64]:
+        return [UInt64(v) for v in self.index.supervoxels().tolist()]
+
+    @strawberry.field(description="Its supervoxels in increasing order, each with its voxel "
+                                  "count.")
+    def supervoxel_sizes(self) -> list[SupervoxelSize]:
+        ids, counts = self.index.supervoxel_sizes()
+        return [SupervoxelSize(id=UInt64(i), voxel_count=UInt64(n))
+                for i, n in zip(ids.tolist(), counts.tolist(), strict=True)]
+
+    @strawberry.field(description="The last mutation that changed it; null if none is "
+                                  "recorded.")
+    async def last_modified(self, info: Info[Context, None]) -> LastModification | None:
+        found = await body_resolvers.last_modified(info.context, self.handle, self.index.label)
+        if found is None:
+            return None
+        return LastModification(mutation_id=UInt64(found["mutation id"]),
+                                user=found["last mod user"], time=found["last mod time"],
+                                app=found["last mod app"])
+
+
+@strawberry.type(description="A supervoxel as one version sees it: its voxels, from the "
+                             "label index of its body.")
+class Supervoxel(_Indexed):
+    @strawberry.field(description="The body it belongs to at this version.")
+    async def body(self, info: Info[Context, None]) -> Body | None:
+        owner = await body_resolvers.body_of_supervoxel(info.context, self.handle,
+                                                        self.index.label)
+        return Body.of(self.handle,
+                       await body_resolvers.index_of_body(info.context, self.handle, owner))
