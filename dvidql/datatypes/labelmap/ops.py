@@ -9,14 +9,19 @@ import lz4.block
 import numpy as np
 from typing_extensions import Buffer
 
-from dvidql.codec.labelblock import Relabel, block_labels, decode_label_block, relabel_block
+from dvidql.codec.labelblock import (
+    Relabel,
+    block_labels,
+    decode_label_block,
+    labels_at_voxels,
+    relabel_block,
+)
 from dvidql.codec.serialization import GZIP, deserialize, gzip_bytes, stored_format
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk.keys import block_tkey
 from dvidql.datatypes.imageblk.ops import (
     check_request_size,
-    decode_stored,
     downres,
     read_box,
     read_stored,
@@ -55,7 +60,8 @@ __all__ = ["ingest_compressed", "labels_at", "read_labels", "stream_payloads", "
 async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = False
                     ) -> np.ndarray:
     """The labels (bodies, or ``supervoxels``) at (n, 3) voxel x, y, z points, 0 where nothing
-    was written; each block under the points is read and decoded once."""
+    was written; each block under the points is read once and only the parts of it that
+    hold the points are decoded."""
     pts = np.asarray(points, np.int64).reshape(-1, 3)
     if pts.size and (pts.min() < INT32_MIN or pts.max() > INT32_MAX):
         raise BadRequest("points must lie within the 32-bit coordinate range")
@@ -63,19 +69,22 @@ async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = Fa
     block = np.asarray(lay.block, np.int64)
     coords = pts // block
     unique, inverse = np.unique(coords, axis=0, return_inverse=True)
-    check_request_size(h, len(unique) * lay.block_voxels * lay.dtype.itemsize,
-                       "the blocks under these points")
-    decoded = await decode_stored(h, await read_stored(h, [tuple(int(v) for v in c)
-                                                           for c in unique]))
-    out = np.zeros(len(pts), lay.dtype)
-    local = pts - coords * block
+    stored = await read_stored(h, [tuple(int(v) for v in c) for c in unique])
+    out = np.zeros(len(pts), np.uint64)
+    local = (pts - coords * block)[:, ::-1]  # z, y, x within the block
     # the points of block i are by_block[starts[i]:starts[i + 1]]
     by_block = np.argsort(inverse.reshape(-1), kind="stable")
     starts = np.searchsorted(inverse.reshape(-1)[by_block], np.arange(len(unique) + 1))
-    for i, voxels in enumerate(decoded):
-        if voxels is not None:
-            mine = by_block[starts[i]:starts[i + 1]]
-            out[mine] = voxels[local[mine, 2], local[mine, 1], local[mine, 0]]
+
+    def work(part: Sequence[int]) -> list[None]:
+        for i in part:
+            if stored[i] is not None:
+                mine = by_block[starts[i]:starts[i + 1]]
+                out[mine] = labels_at_voxels(deserialize(stored[i]), lay.block_shape,
+                                             local[mine])
+        return []
+
+    await in_parallel(range(len(unique)), work)
     return out if supervoxels else await bodies_of(h, out)
 
 
