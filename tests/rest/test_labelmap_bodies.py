@@ -313,13 +313,7 @@ def _scaled(client: httpx.Client, uuid: str, scale: int, **params: str) -> np.nd
 
 
 def test_lower_scales_follow_writes_and_edits(client: httpx.Client) -> None:
-    root = client.post("/api/repos", json={}).json()["root"]
-    assert client.post(f"/api/repo/{root}/instance", json={
-        "typename": "labelmap", "dataname": "seg", "BlockSize": "32",
-        "MaxDownresLevel": "2"}).status_code == 200
-    model = Model(np.concatenate([_sample("fib19"), _sample("cx")], axis=2))
-    assert client.post(_url(root, "raw/0_1_2/128_64_64/0_0_0"),
-                       content=model.svs.astype("<u8").tobytes()).status_code == 200
+    root, model = _scaled_seg(client, 2)
     one = _halve_reference(model.svs)
     two = _halve_reference(one)
     assert np.array_equal(_scaled(client, root, 1, supervoxels="true"), one)
@@ -346,11 +340,12 @@ def test_lower_scales_follow_writes_and_edits(client: httpx.Client) -> None:
                  "BAD_REQUEST", "MaxDownresLevel")
 
 
-def _scaled_seg(client: httpx.Client) -> tuple[str, Model]:
+def _scaled_seg(client: httpx.Client, levels: int = 1) -> tuple[str, Model]:
+    """A repo whose labelmap 'seg' keeps ``levels`` lower scales, holding the two samples."""
     root = client.post("/api/repos", json={}).json()["root"]
     assert client.post(f"/api/repo/{root}/instance", json={
         "typename": "labelmap", "dataname": "seg", "BlockSize": "32",
-        "MaxDownresLevel": "1"}).status_code == 200
+        "MaxDownresLevel": str(levels)}).status_code == 200
     model = Model(np.concatenate([_sample("fib19"), _sample("cx")], axis=2))
     assert client.post(_url(root, "raw/0_1_2/128_64_64/0_0_0"),
                        content=model.svs.astype("<u8").tobytes()).status_code == 200
@@ -522,13 +517,7 @@ def test_label_counters_mappings_and_history(client: httpx.Client,
 def test_edits_survive_a_restart(make_server) -> None:  # type: ignore[no-untyped-def]
     live = make_server()
     with httpx.Client(base_url=live.url) as client:
-        root = client.post("/api/repos", json={}).json()["root"]
-        assert client.post(f"/api/repo/{root}/instance", json={
-            "typename": "labelmap", "dataname": "seg", "BlockSize": "32",
-            "MaxDownresLevel": "1"}).status_code == 200
-        model = Model(np.concatenate([_sample("fib19"), _sample("cx")], axis=2))
-        assert client.post(_url(root, "raw/0_1_2/128_64_64/0_0_0"),
-                           content=model.svs.astype("<u8").tobytes()).status_code == 200
+        root, model = _scaled_seg(client)
         a, b, c = _largest(model, 3)
         assert client.post(_url(root, "merge"), json=[a, b, c]).status_code == 200
         new = client.post(_url(root, f"cleave/{a}"), json=[c]).json()["CleavedLabel"]
