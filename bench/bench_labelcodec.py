@@ -7,6 +7,10 @@ samples taken in turn), in the same run: dvidql's numpy ``encode_label_block`` /
 raw block (2 MiB of uint64 labels) per operation. The project's goals: decode at least 1.0x and
 encode at least 0.5x compressed_segmentation's throughput.
 
+A third group times reading one voxel's label, as ``GET .../label`` does: ``labels_at_voxels``
+at one random point of a block against ``decode_label_block`` of the whole block and indexing
+it, in the same run. The goal: at least 20x faster.
+
 Run: ``python -m bench.bench_labelcodec [--rounds 25] [--repeats 5]``.
 """
 
@@ -20,13 +24,13 @@ import compressed_segmentation as cseg
 import numpy as np
 
 from bench.harness import Bench
-from dvidql.codec.labelblock import decode_label_block, encode_label_block
+from dvidql.codec.labelblock import decode_label_block, encode_label_block, labels_at_voxels
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "codec" / "fixtures"
 SAMPLES = ["fib19-64x64x64-sample1", "fib19-64x64x64-sample2", "cx-64x64x64-sample1",
            "cx-64x64x64-sample2"]
 SHAPE = (64, 64, 64)
-GOALS = {"decode": 1.0, "encode": 0.5}
+GOALS = {"decode": 1.0, "encode": 0.5, "label at a point": 20.0}
 
 
 def load(name: str) -> np.ndarray:
@@ -51,20 +55,29 @@ def main() -> None:
         "samples": ",".join(SAMPLES), "block": "64^3 uint64", "ops": n,
         "dvidql_bytes": sum(map(len, ours)), "cseg_bytes": sum(map(len, theirs))})
     k = len(blocks)
+    points = np.random.default_rng(1).integers(0, SHAPE, (n, 1, 3))
+    for i, point in enumerate(points):
+        assert labels_at_voxels(ours[i % k], SHAPE, point)[0] == blocks[i % k][tuple(point[0])]
     cases = {
         "encode": (lambda i: cseg.compress(blocks[i % k], order="C"),
                    lambda i: encode_label_block(blocks[i % k])),
         "decode": (lambda i: cseg.decompress(theirs[i % k], SHAPE, np.uint64, order="C"),
                    lambda i: decode_label_block(ours[i % k], SHAPE)),
+        "label at a point": (
+            lambda i: decode_label_block(ours[i % k], SHAPE)[tuple(points[i, 0])],
+            lambda i: labels_at_voxels(ours[i % k], SHAPE, points[i])),
     }
     summary = {}
     for group, (baseline, dvidql) in cases.items():
-        base = bench.measure("compressed_segmentation", baseline, n, baseline=True,
-                             group=group, nbytes=nbytes)
-        mine = bench.measure("dvidql labelblock", dvidql, n, group=group, nbytes=nbytes)
+        point = group == "label at a point"
+        names = (("decode_label_block, then index", "labels_at_voxels, 1 point") if point
+                 else ("compressed_segmentation", "dvidql labelblock"))
+        base = bench.measure(names[0], baseline, n, baseline=True, group=group,
+                             nbytes=None if point else nbytes)
+        mine = bench.measure(names[1], dvidql, n, group=group, nbytes=None if point else nbytes)
         ratio = mine.ops_per_s / base.ops_per_s
         verdict = "met" if ratio >= GOALS[group] else "NOT met"
-        summary[f"{group} throughput vs compressed_segmentation"] = (
+        summary[f"{group} throughput vs {names[0]}"] = (
             f"{ratio:.2f}x (goal >= {GOALS[group]}x: {verdict})")
     bench.report(summary)
 
