@@ -37,7 +37,6 @@ Run: ``python -m bench.bench_labelmap [--size 256] [--repeats 3] [--seconds 5]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import http.client
 import subprocess
 import tempfile
@@ -56,7 +55,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bench.harness import Bench, baseline_command, dvidql_command, free_port, serve
-from bench.loadgen import LoadResult, record_load
+from bench.loadgen import measure_load, record_load
 
 BLOCK = 64  # block / chunk edge
 INSTANCE = "seg"  # the instance the measurements after ingest read
@@ -280,53 +279,8 @@ def label_baseline_command(port: int) -> list[str]:
     return cmd
 
 
-def point_requests(port: int, prefix: str, points: np.ndarray) -> list[bytes]:
-    return [f"GET {prefix}{x}_{y}_{z} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
-            for x, y, z in points.tolist()]
-
-
-async def _cycling_client(port: int, requests: list[bytes], first: int, stop_at: float,
-                          latencies: list[float], errors: list[int]) -> None:
-    """bench/loadgen.py's keep-alive client, sending ``requests`` in turn from ``first``."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    i = first
-    try:
-        while time.perf_counter() < stop_at:
-            started = time.perf_counter()
-            writer.write(requests[i])
-            i = (i + 1) % len(requests)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            if length:
-                await reader.readexactly(length)
-            latencies.append(time.perf_counter() - started)
-            if not head.startswith(b"HTTP/1.1 200"):
-                errors[0] += 1
-    finally:
-        writer.close()
-
-
-async def _run_cycling(port: int, requests: list[bytes], clients: int,
-                       seconds: float) -> LoadResult:
-    latencies: list[float] = []
-    errors = [0]
-    started = time.perf_counter()
-    stop_at = started + seconds
-    stride = max(1, len(requests) // clients)
-    await asyncio.gather(*(_cycling_client(port, requests, (c * stride) % len(requests),
-                                           stop_at, latencies, errors)
-                           for c in range(clients)))
-    return LoadResult(len(latencies), time.perf_counter() - started, latencies, errors[0])
-
-
-def measure_cycling_load(port: int, requests: list[bytes], *, clients: int, seconds: float,
-                         warmup: float = 1.0) -> LoadResult:
-    """As loadgen's ``measure_load``, but the clients cycle through many requests."""
-    asyncio.run(_run_cycling(port, requests, clients, warmup))
-    return asyncio.run(_run_cycling(port, requests, clients, seconds))
+def point_paths(prefix: str, points: np.ndarray) -> list[str]:
+    return [f"{prefix}{x}_{y}_{z}" for x, y, z in points.tolist()]
 
 
 def measure_label_at_point(bench: Bench, served: Served,
@@ -338,17 +292,15 @@ def measure_label_at_point(bench: Bench, served: Served,
         got = served.http.get(served.path(f"label/{x}_{y}_{z}")).json()
         if got != {"Label": label}:
             raise AssertionError(f"label at {x}_{y}_{z}: {got}, expected {label}")
-    ours = measure_cycling_load(
-        served.port, point_requests(served.port, served.path("label/"), points),
-        clients=args.clients, seconds=args.seconds)
+    ours = measure_load(served.port, point_paths(served.path("label/"), points),
+                        clients=args.clients, seconds=args.seconds)
 
     port = free_port()
     with serve(label_baseline_command(port), port) as url:
         if set(httpx.get(f"{url}/api/node/u/seg/label/1_2_3").json()) != {"Label"}:
             raise AssertionError("the bare handler does not answer {'Label': n}")
-        bare = measure_cycling_load(
-            port, point_requests(port, "/api/node/u/seg/label/", points),
-            clients=args.clients, seconds=args.seconds)
+        bare = measure_load(port, point_paths("/api/node/u/seg/label/", points),
+                            clients=args.clients, seconds=args.seconds)
     base = record_load(bench, BARE_CASE, bare, baseline=True, group=group)
     mine = record_load(bench, "dvidql GET label", ours, group=group)
     ratio = mine.ops_per_s / base.ops_per_s
