@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
 import subprocess
 import tempfile
 import time
@@ -54,7 +55,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bench.harness import Bench, baseline_command, dvidql_command, free_port, serve
+from bench.harness import (
+    Bench,
+    baseline_command,
+    dvidql_command,
+    free_port,
+    open_zarr,
+    serve,
+    timed_writes,
+)
 from bench.loadgen import measure_load, record_load
 
 BLOCK = 64  # block / chunk edge
@@ -177,51 +186,22 @@ def ingest_group(size: int, slab: int) -> str:
     return f"ingest {size}x{size}x{slab} slabs"
 
 
-def timed_writes(bench: Bench, case: str, volume: np.ndarray, slab: int, repeats: int,
-                 start: Callable[[int], Callable[[int, np.ndarray], object]], *,
-                 baseline: bool = False) -> None:
-    """Time writing ``volume``'s z slabs, once per repeat into a fresh target made by
-    ``start(repeat)``; the last repeat writes ``volume`` itself."""
-    size = volume.shape[0]
-    durations: list[int] = []
-    latencies: list[int] = []
-    for repeat in reversed(range(repeats)):
-        data = write_variant(volume, repeat)
-        write = start(repeat)
-        began = time.perf_counter_ns()
-        for z in range(0, size, slab):
-            t0 = time.perf_counter_ns()
-            write(z, data[z:z + slab])
-            latencies.append(time.perf_counter_ns() - t0)
-        durations.append(time.perf_counter_ns() - began)
-    bench.record(case, size // slab, durations, latencies, baseline,
-                 group=ingest_group(size, slab), nbytes=size * size * slab * 8)
-
-
 def ingest_zarr(bench: Bench, volume: np.ndarray, slab: int, repeats: int) -> bool:
     """The ingest baseline (zarr v2, 64^3 chunks, blosc lz4, in a temporary directory);
     False when tensorstore is not importable."""
-    try:
-        import tensorstore as ts
-    except ImportError:
+    if importlib.util.find_spec("tensorstore") is None:
         print("tensorstore is not importable: no ingest baseline")
         return False
     with tempfile.TemporaryDirectory(prefix="bench-zarr-") as root:
         stores: dict[int, Any] = {}
 
         def start(repeat: int) -> Callable[[int, np.ndarray], object]:
-            store = ts.open({
-                "driver": "zarr",
-                "kvstore": {"driver": "file", "path": f"{root}/r{repeat}"},
-                "metadata": {"dtype": "<u8", "shape": list(volume.shape),
-                             "chunks": [BLOCK] * 3,
-                             "compressor": {"id": "blosc", "cname": "lz4", "clevel": 5,
-                                            "shuffle": 1}},
-            }, create=True, delete_existing=True).result()
+            store = open_zarr(f"{root}/r{repeat}", volume.shape, "<u8", BLOCK, shuffle=1)
             stores[repeat] = store
             return lambda z, part: store[z:z + slab].write(part).result()
 
-        timed_writes(bench, ZARR_CASE, volume, slab, repeats, start, baseline=True)
+        timed_writes(bench, ZARR_CASE, volume, slab, repeats, start, write_variant,
+                     baseline=True, group=ingest_group(volume.shape[0], slab))
         if not np.array_equal(stores[0].read().result(), volume):
             raise AssertionError("the zarr array differs from the volume written")
     return True
@@ -247,7 +227,7 @@ def ingest_dvidql(bench: Bench, url: str, port: int, volume: np.ndarray, slab: i
 
     try:
         timed_writes(bench, f"dvidql REST raw POST ({compression})", volume, slab, repeats,
-                     start)
+                     start, write_variant, group=ingest_group(size, slab))
         served = Served(url, port, uuid, INSTANCE, volume, http_client)
         for z in range(0, size, slab):
             got = conn.request("GET", served.path(f"raw/0_1_2/{size}_{size}_{slab}/0_0_{z}"))

@@ -11,7 +11,9 @@ Cases that move bytes can give ``nbytes`` (bytes per operation) to get an MB/s c
 (MB = 10^6 bytes). Cases can be put in named ``group``s, each with its own baseline, so one
 record can compare, say, reads with reads and writes with writes. :func:`serve` runs a server
 command for the length of a ``with`` block; :func:`dvidql_command` and :func:`baseline_command`
-are the commands that run dvidql and the bare handler it is compared with.
+are the commands that run dvidql and the bare handler it is compared with. :func:`timed_writes`
+times writing a volume in slabs, as the ingest benchmarks do, and :func:`open_zarr` makes
+their baseline's store.
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["RESULTS_DIR", "Bench", "CaseResult", "baseline_command", "dvidql_command",
-           "free_port", "percentile", "serve"]
+           "free_port", "open_zarr", "percentile", "serve", "timed_writes"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -228,6 +233,50 @@ class Bench:
         path.write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
         return path
+
+
+def timed_writes(
+    bench: Bench, case: str, volume: np.ndarray, slab: int, repeats: int,
+    start: Callable[[int], Callable[[int, np.ndarray], object]],
+    variant: Callable[[np.ndarray, int], np.ndarray], *, baseline: bool = False,
+    group: str = "",
+) -> CaseResult:
+    """Time writing ``volume`` in z slabs ``slab`` thick (one operation each, its bytes the
+    MB/s), once per repeat into a fresh target: ``start(repeat)`` makes it and returns the
+    function that writes a slab at a z. Repeat ``r`` writes ``variant(volume, r)``, which
+    should differ for each ``r`` so that a content-addressed store cannot skip blocks an
+    earlier repeat wrote; repeats run from the last down to 0, so ``variant(volume, 0)``,
+    normally the volume itself, is what the targets last hold."""
+    size = volume.shape[0]
+    durations: list[int] = []
+    latencies: list[int] = []
+    for repeat in reversed(range(repeats)):
+        data = variant(volume, repeat)
+        write = start(repeat)
+        began = time.perf_counter_ns()
+        for z in range(0, size, slab):
+            t0 = time.perf_counter_ns()
+            write(z, data[z:z + slab])
+            latencies.append(time.perf_counter_ns() - t0)
+        durations.append(time.perf_counter_ns() - began)
+    return bench.record(case, size // slab, durations, latencies, baseline, group=group,
+                        nbytes=volume[:slab].nbytes)
+
+
+def open_zarr(path: str, shape: tuple[int, ...], dtype: str, chunk: int, *,
+              shuffle: int) -> Any:
+    """A new tensorstore zarr v2 array in directory ``path`` (replacing one there), in
+    ``chunk``-edged cubes compressed by blosc lz4 at level 5 with ``shuffle`` (0 none, 1 byte,
+    2 bit): the ingest benchmarks' baseline store. Needs tensorstore."""
+    import tensorstore as ts
+
+    return ts.open({
+        "driver": "zarr",
+        "kvstore": {"driver": "file", "path": path},
+        "metadata": {"dtype": dtype, "shape": list(shape), "chunks": [chunk] * len(shape),
+                     "compressor": {"id": "blosc", "cname": "lz4", "clevel": 5,
+                                    "shuffle": shuffle}},
+    }, create=True, delete_existing=True).result()
 
 
 # ----- servers ---------------------------------------------------------------------------
