@@ -1,5 +1,6 @@
 """Command line: ``dvidql serve`` runs the service, ``dvidql demo`` fills a store with demo data,
-``dvidql ingest`` and ``dvidql pyramid`` load and downsample grayscale on a running server."""
+``dvidql ingest`` loads grayscale or a segmentation into a running server and ``dvidql pyramid``
+downsamples grayscale there."""
 
 from __future__ import annotations
 
@@ -169,7 +170,7 @@ def gc(
 
 ServerArg = Annotated[str, typer.Argument(help="the server, e.g. http://127.0.0.1:8000")]
 UuidArg = Annotated[str, typer.Argument(help="version: UUID, unique prefix or uuid:branch")]
-NameArg = Annotated[str, typer.Argument(help="uint8blk instance name")]
+NameArg = Annotated[str, typer.Argument(help="instance name")]
 
 
 @app.command()
@@ -178,42 +179,53 @@ def ingest(
     uuid: UuidArg,
     name: NameArg,
     source: Annotated[str, typer.Argument(
-        help="a .npy file, a zarr array directory (v2 or v3), or PNG/TIFF slices: a "
+        help="a .npy file or a zarr array directory (v2 or v3) of uint8 grayscale or of "
+             "uint64, uint32 or non-negative int64 labels; or grayscale PNG/TIFF slices: a "
              "directory, one image, or a quoted glob like 'slices/*.tif'")],
     offset: Annotated[str, typer.Option(
         help="voxel x,y,z of the source's first voxel; a multiple of the block size")
     ] = "0,0,0",
     create: Annotated[bool, typer.Option(
-        "--create", help="create the uint8blk instance if it is missing")] = False,
+        "--create", help="create the instance if it is missing")] = False,
+    type_name: Annotated[str | None, typer.Option(
+        "--type", help="uint8blk or labelmap: the instance's type, checked against an existing "
+                       "one (default: uint8blk for uint8 sources, labelmap for labels)")] = None,
     block_size: Annotated[str, typer.Option(
-        help="BlockSize of a created instance: n or x,y,z")] = "64",
+        help="BlockSize of a created instance: n or x,y,z (labelmap: multiples of 8)")] = "64",
     compression: Annotated[str, typer.Option(
-        help="Compression of a created instance: lz4, gzip, none, jpeg[:quality]")] = "lz4",
+        help="Compression of a created instance: lz4, gzip, none, or for uint8blk also "
+             "jpeg[:quality]")] = "lz4",
     voxel_size: Annotated[str | None, typer.Option(
         help="VoxelSize of a created instance: n or x,y,z")] = None,
+    max_downres_level: Annotated[int | None, typer.Option(
+        min=0, max=255, help="MaxDownresLevel of a created labelmap (default: lower scales "
+                             "until one block holds the volume, at least 1)")] = None,
     workers: Annotated[int, typer.Option(min=1, help="concurrent requests")] = 4,
-    batch_blocks: Annotated[int, typer.Option(
-        min=1, help="blocks per batch (one stored-blocks query, then posts of the missing)")
-    ] = 64,
+    batch_blocks: Annotated[int | None, typer.Option(
+        min=1, help="blocks per batch (one query of the stored blocks, then posts of the "
+                    "missing); default 64 for grayscale, 16 for labels")] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="write every block, even those already stored (also for servers "
                             "without the stored-blocks endpoint, such as DVID)")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
 ) -> None:
-    """Load a grayscale volume into a uint8blk instance of a running server, in parallel batches
+    """Load a grayscale volume into a uint8blk instance, or a segmentation into a labelmap
+    instance (label indices and lower scales built), of a running server, in parallel batches
     of blocks. Blocks the version already stores are skipped, so an interrupted run resumes
     when repeated and a finished one writes nothing."""
     from dvidql.ingest import CreateSettings, DvidClient, IngestError, open_source, parse_offset
     from dvidql.ingest import ingest as run_ingest
 
-    settings = CreateSettings(block_size, compression, voxel_size) if create else None
+    settings = (CreateSettings(block_size, compression, voxel_size, max_downres_level)
+                if create else None)
     try:
         start = parse_offset(offset)
         volume = open_source(source)
         try:
             with DvidClient(server, uuid, name, connections=workers) as client:
                 report = run_ingest(client, volume, offset=start, create=settings,
-                                    workers=workers, batch_blocks=batch_blocks,
+                                    type_name=type_name, workers=workers,
+                                    batch_blocks=batch_blocks,
                                     overwrite=overwrite, show_progress=not no_progress)
         finally:
             volume.close()

@@ -1,11 +1,19 @@
-"""``dvidql ingest`` and ``dvidql pyramid``: clients of a running server's uint8blk HTTP API.
+"""``dvidql ingest`` and ``dvidql pyramid``: clients of a running server's uint8blk and
+labelmap HTTP API.
 
 The serving process owns the store, so ingest goes through the same HTTP API as any client
 (and so works against DVID too). The volume is cut into batches of whole blocks; for each
-batch ingest asks which blocks the version already stores (``stored-blocks``) and posts only
-the missing ones (``blocks``). That makes a run resumable and idempotent: after an
-interruption the same command continues where it stopped, and a repeated run writes nothing.
-Sources are read lazily, one batch at a time, so a volume never has to fit in memory.
+batch ingest asks which blocks the version already stores and posts only the missing ones.
+That makes a run resumable and idempotent: after an interruption the same command continues
+where it stopped, and a repeated run writes nothing. Sources are read lazily, one batch at a
+time, so a volume never has to fit in memory.
+
+Grayscale (uint8) goes to a uint8blk instance: ``stored-blocks`` says what is stored, and
+``blocks`` takes packed voxels. A segmentation (uint64, or uint32 or non-negative int64
+converted) goes to a labelmap instance: the block stream of ``GET blocks`` says what is
+stored, and ``POST blocks`` takes gzipped compressed label blocks, so the server keeps label
+indices in step. Those posts leave the lower scales for later (``downres=false``) except the
+last, which computes them once for everything the run wrote.
 """
 
 from __future__ import annotations
@@ -25,6 +33,10 @@ from urllib.parse import quote
 
 import httpx
 import numpy as np
+
+from dvidql.codec.blockstream import decode_block_stream, encode_block_stream
+from dvidql.codec.labelblock import encode_label_block
+from dvidql.codec.serialization import gzip_bytes
 
 __all__ = [
     "CreateSettings",
@@ -46,6 +58,12 @@ __all__ = [
 Zyx = tuple[int, int, int]
 Xyz = tuple[int, int, int]
 
+GRAYSCALE = "uint8blk"
+LABELS = "labelmap"
+INSTANCE_TYPES = (GRAYSCALE, LABELS)
+# what a labelmap ingest takes, converted to uint64; int64 only when no value is negative
+LABEL_DTYPES = (np.dtype(np.uint64), np.dtype(np.uint32), np.dtype(np.int64))
+DEFAULT_BATCH_BLOCKS = {GRAYSCALE: 64, LABELS: 16}  # 16 MB of uint8, 32 MB of uint64 voxels
 IMAGE_SUFFIXES = frozenset({".png", ".tif", ".tiff"})
 ZARR_CACHE_BYTES = 512 * 1024 * 1024  # decoded zarr chunks kept for neighbouring batches
 _GRAY_MODES = frozenset({"L", "1"})
@@ -80,7 +98,8 @@ class ServerError(IngestError):
 # ----- sources ---------------------------------------------------------------------------
 
 class Source:
-    """A 3D uint8 volume in (z, y, x) order, read box by box so it never has to fit in memory.
+    """A 3D volume in (z, y, x) order, read box by box so it never has to fit in memory: uint8
+    grayscale, or labels (``dtype`` says which; ingest checks it against the instance).
 
     ``by_layer`` sources (image stacks) decode whole slices, so ingest finishes one z layer of
     blocks before starting the next and calls ``end_layer`` to drop what it decoded.
@@ -88,7 +107,9 @@ class Source:
 
     by_layer: ClassVar[bool] = False
     shape: Zyx
+    dtype: np.dtype[Any]
     description: str
+    what: str  # the source in messages: its path
 
     def read(self, lo: Zyx, hi: Zyx) -> np.ndarray:
         """Voxels from ``lo`` up to (not including) ``hi``, both (z, y, x), within ``shape``."""
@@ -119,10 +140,26 @@ def _volume_shape(shape: Sequence[int], what: str) -> tuple[int, Zyx]:
     return drop, (dims[0], dims[1], dims[2])
 
 
-def _check_uint8(dtype: Any, what: str) -> None:
-    if np.dtype(dtype) != np.uint8:
-        raise SourceError(f"{what} holds {np.dtype(dtype)} values; a uint8blk instance stores "
-                          "8-bit grayscale, so convert the volume to uint8 first")
+def _check_dtype(source: Source, type_name: str | None) -> str:
+    """The instance type ``source`` goes to (``type_name``, or from its dtype when None), or a
+    SourceError naming what the source holds and what the instance takes."""
+    dtype, what = source.dtype, source.what
+    if type_name is None:
+        if dtype == np.uint8:
+            return GRAYSCALE
+        if dtype in LABEL_DTYPES:
+            return LABELS
+        raise SourceError(f"{what} holds {dtype} values; ingest takes uint8 grayscale (into a "
+                          "uint8blk instance) or uint64, uint32 or non-negative int64 labels "
+                          "(into a labelmap instance)")
+    if type_name == GRAYSCALE and dtype != np.uint8:
+        hint = " (labels go into a labelmap instance)" if dtype in LABEL_DTYPES else ""
+        raise SourceError(f"{what} holds {dtype} values; a uint8blk instance stores 8-bit "
+                          f"grayscale, so convert the volume to uint8 first{hint}")
+    if type_name == LABELS and dtype not in LABEL_DTYPES:
+        raise SourceError(f"{what} holds {dtype} values; a labelmap instance stores uint64 "
+                          "labels: give uint64, uint32 or non-negative int64 labels")
+    return type_name
 
 
 class NpySource(Source):
@@ -135,10 +172,11 @@ class NpySource(Source):
             raise SourceError(f"{path} is not a readable .npy file: {exc}") from None
         if not isinstance(array, np.ndarray):
             raise SourceError(f"{path} is an .npz archive; save the volume as one .npy array")
-        _check_uint8(array.dtype, str(path))
         drop, self.shape = _volume_shape(array.shape, str(path))
         self.array = array[None] if drop < 0 else array[(0,) * drop]
+        self.dtype = array.dtype
         self.description = f"{path.name} (.npy)"
+        self.what = str(path)
 
     def read(self, lo: Zyx, hi: Zyx) -> np.ndarray:
         return np.asarray(self.array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])
@@ -177,11 +215,12 @@ class ZarrSource(Source):
             store = ts.open(spec, open=True, read=True, context=context).result()
         except ValueError as exc:
             raise SourceError(f"cannot open zarr v{version} array {path}: {exc}") from None
-        _check_uint8(store.dtype.numpy_dtype, f"zarr array {path}")
         drop, self.shape = _volume_shape(store.shape, f"zarr array {path}")
+        self.dtype = np.dtype(store.dtype.numpy_dtype)
         store = store[ts.d[:].translate_to[0]]
         self.store = store[ts.newaxis] if drop < 0 else store[(0,) * drop]
         self.description = f"{path.name} (zarr v{version})"
+        self.what = f"zarr array {path}"
 
     def read(self, lo: Zyx, hi: Zyx) -> np.ndarray:
         box = self.store[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
@@ -226,7 +265,9 @@ class ImageStackSource(Source):
                     f"{first_size[0]}x{first_size[1]}; every slice must have the same size")
         assert first_size is not None
         self.shape = (len(self.files), first_size[1], first_size[0])
+        self.dtype = np.dtype(np.uint8)
         self.description = description
+        self.what = description
         self._lock = threading.Lock()
         self._slices: dict[int, np.ndarray] = {}
         self._decoding: dict[int, threading.Lock] = {}
@@ -391,11 +432,15 @@ class DvidClient:
     def info(self) -> dict[str, Any]:
         return self.call_json("GET", f"{self.node}/info", dict)  # type: ignore[no-any-return]
 
-    def create(self, settings: CreateSettings) -> None:
-        body = {"typename": "uint8blk", "dataname": self.name,
+    def create(self, settings: CreateSettings, type_name: str, max_downres: int) -> None:
+        """A ``type_name`` instance with ``settings`` (and ``max_downres`` lower scales for a
+        labelmap)."""
+        body = {"typename": type_name, "dataname": self.name,
                 "BlockSize": settings.block_size, "Compression": settings.compression}
         if settings.voxel_size:
             body["VoxelSize"] = settings.voxel_size
+        if type_name == LABELS:
+            body["MaxDownresLevel"] = str(max_downres)
         self.call("POST", f"/api/repo/{quote(self.uuid, safe=':~')}/instance", json=body)
 
     def stored(self, lo: Xyz, size: Xyz) -> list[Xyz]:
@@ -405,6 +450,26 @@ class DvidClient:
 
     def post_blocks(self, coord: Xyz, count: int, data: bytes) -> None:
         self.call("POST", f"{self.node}/blocks/{_xyz(coord)}/{count}", content=data)
+
+    def stored_labels(self, lo: Xyz, size: Xyz) -> list[Xyz]:
+        """Block coordinates a labelmap stores at this version in the block-aligned box
+        ``size`` at ``lo``, from the block stream of its stored blocks as stored (DVID
+        serves it too)."""
+        response = self.call("GET", f"{self.node}/blocks/{_xyz(size)}/{_xyz(lo)}",
+                             params={"compression": "blocks", "supervoxels": "true"})
+        try:
+            return [coord for coord, _ in decode_block_stream(response.content)]
+        except ValueError as exc:
+            raise IngestError(f"GET {self.base}{self.node}/blocks did not answer with a block "
+                              f"stream ({exc}); is {self.base} a DVID or dvidql server?"
+                              ) from None
+
+    def post_label_blocks(self, stream: bytes, *, downres: bool) -> None:
+        """A block stream of gzipped compressed label blocks; ``downres`` computes the lower
+        scales of everything written since they were last computed (so it may take long)."""
+        timeout = httpx.Timeout(None, connect=10.0) if downres else httpx.USE_CLIENT_DEFAULT
+        self.call("POST", f"{self.node}/blocks", content=stream, timeout=timeout,
+                  params={"downres": "true" if downres else "false"})
 
     def pyramid(self, levels: int | None) -> dict[str, Any]:
         params = {} if levels is None else {"levels": str(levels)}
@@ -447,6 +512,7 @@ class CreateSettings:
     block_size: str = "64"
     compression: str = "lz4"
     voxel_size: str | None = None
+    max_downres: int | None = None  # a labelmap's MaxDownresLevel; None: until one block
 
 
 @dataclass(frozen=True)
@@ -480,11 +546,16 @@ class _Batch:
 @dataclass(frozen=True)
 class _Plan:
     source: Source
+    type_name: str  # GRAYSCALE or LABELS
     block: Xyz
     background: int
     origin: Xyz  # block coordinate of the source's first block
     grid: Xyz  # blocks along x, y, z covering the source
     batch_blocks: int
+
+    @property
+    def block_voxels(self) -> int:
+        return self.block[0] * self.block[1] * self.block[2]
 
     @property
     def total(self) -> int:
@@ -536,6 +607,11 @@ class _Tally:
         if self._bar is not None:
             self._bar.update(self._task, advance=written + skipped, rate=rate)
 
+    def note(self, description: str) -> None:
+        """A new description for the bar: what the run waits for now."""
+        if self._bar is not None:
+            self._bar.update(self._task, description=description)
+
     def stop(self) -> None:
         if self._bar is not None:
             self._bar.stop()
@@ -552,32 +628,80 @@ def _runs(missing: np.ndarray) -> list[tuple[int, int]]:
     return [(int(s), int(e - s)) for s, e in zip(starts, ends, strict=True)]
 
 
-def _write_batch(client: DvidClient, plan: _Plan, batch: _Batch, tally: _Tally,
-                 overwrite: bool, stop: threading.Event) -> None:
-    if stop.is_set():
-        return
+def _missing(client: DvidClient, plan: _Plan, batch: _Batch, overwrite: bool
+             ) -> tuple[Xyz, np.ndarray]:
+    """The batch's first block coordinate in the instance, and which of its blocks (z, y, x)
+    the version does not store yet (all of them with ``overwrite``)."""
     bx, by, bz = plan.block
     cx, cy, cz = batch.count
-    first = tuple(o + f for o, f in zip(plan.origin, batch.first, strict=True))
+    first = (plan.origin[0] + batch.first[0], plan.origin[1] + batch.first[1],
+             plan.origin[2] + batch.first[2])
     missing = np.ones((cz, cy, cx), bool)
     if not overwrite:
         lo = (first[0] * bx, first[1] * by, first[2] * bz)
-        for x, y, z in client.stored(lo, (cx * bx, cy * by, cz * bz)):
+        size = (cx * bx, cy * by, cz * bz)
+        stored = (client.stored(lo, size) if plan.type_name == GRAYSCALE
+                  else client.stored_labels(lo, size))
+        for x, y, z in stored:
             i, j, k = x - first[0], y - first[1], z - first[2]
             if 0 <= i < cx and 0 <= j < cy and 0 <= k < cz:
                 missing[k, j, i] = False
+    return first, missing
+
+
+def _source_box(plan: _Plan, batch: _Batch) -> tuple[Zyx, Zyx]:
+    """The (z, y, x) voxel box of the source under a batch, cut at the source's edges."""
+    bx, by, bz = plan.block
+    cx, cy, cz = batch.count
+    lo = (batch.first[2] * bz, batch.first[1] * by, batch.first[0] * bx)
+    hi = (min(lo[0] + cz * bz, plan.source.shape[0]), min(lo[1] + cy * by, plan.source.shape[1]),
+          min(lo[2] + cx * bx, plan.source.shape[2]))
+    return lo, hi
+
+
+def _check_labels(data: np.ndarray, plan: _Plan, lo: Zyx) -> None:
+    """Refuse negative values of a signed source, naming the first found (source voxels)."""
+    if data.dtype.kind != "i" or not data.size:
+        return
+    lowest = int(data.min())
+    if lowest < 0:
+        z, y, x = (int(v) for v in np.unravel_index(int(np.argmin(data)), data.shape))
+        raise SourceError(
+            f"{plan.source.what} holds negative values ({lowest} at x,y,z "
+            f"{lo[2] + x},{lo[1] + y},{lo[0] + z}); labels are unsigned 64-bit ids, so give "
+            "non-negative labels")
+
+
+def _read_batch(plan: _Plan, batch: _Batch) -> np.ndarray:
+    """The batch's voxels as the instance stores them (uint8, or uint64 labels), edge batches
+    padded with Background (labels with 0)."""
+    lo, hi = _source_box(plan, batch)
+    data = plan.source.read(lo, hi)
+    if plan.type_name == LABELS:
+        _check_labels(data, plan, lo)  # checked before ingest began; the file may change
+        data = data.astype(np.uint64, copy=False)
+    bx, by, bz = plan.block
+    cx, cy, cz = batch.count
+    if data.shape != (cz * bz, cy * by, cx * bx):  # an edge batch: pad with Background
+        padded = np.full((cz * bz, cy * by, cx * bx), plan.background, data.dtype)
+        padded[:data.shape[0], :data.shape[1], :data.shape[2]] = data
+        data = padded
+    return data
+
+
+def _write_batch(client: DvidClient, plan: _Plan, batch: _Batch, tally: _Tally,
+                 overwrite: bool, stop: threading.Event) -> None:
+    """A grayscale batch: its missing blocks, one post per run of them along x."""
+    if stop.is_set():
+        return
+    bx, by, bz = plan.block
+    _, cy, cz = batch.count
+    first, missing = _missing(client, plan, batch, overwrite)
     stored = missing.size - int(missing.sum())
     if stored == missing.size:
         tally.add(skipped=stored)
         return
-    vlo = (batch.first[2] * bz, batch.first[1] * by, batch.first[0] * bx)
-    vhi = (vlo[0] + cz * bz, vlo[1] + cy * by, vlo[2] + cx * bx)
-    inside = tuple(min(h, s) for h, s in zip(vhi, plan.source.shape, strict=True))
-    data = plan.source.read(vlo, inside)  # type: ignore[arg-type]
-    if data.shape != (cz * bz, cy * by, cx * bx):  # an edge batch: pad with Background
-        padded = np.full((cz * bz, cy * by, cx * bx), plan.background, np.uint8)
-        padded[:data.shape[0], :data.shape[1], :data.shape[2]] = data
-        data = padded
+    data = _read_batch(plan, batch)
     tally.add(skipped=stored)
     for k in range(cz):
         for j in range(cy):
@@ -590,6 +714,58 @@ def _write_batch(client: DvidClient, plan: _Plan, batch: _Batch, tally: _Tally,
                 client.post_blocks((first[0] + start, first[1] + j, first[2] + k), length,
                                    body)
                 tally.add(written=length, nbytes=len(body))
+
+
+@dataclass(frozen=True)
+class _LabelPost:
+    """One block stream of a labelmap batch, ready to post."""
+
+    stream: bytes
+    blocks: int
+    nbytes: int  # uint64 voxel bytes it carries
+
+
+class _LastPost:
+    """The one labelmap post held back to be made last, computing the lower scales of the
+    whole run at once: every other post leaves them for it (``downres=false``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._post: _LabelPost | None = None
+
+    def swap(self, post: _LabelPost | None) -> _LabelPost | None:
+        with self._lock:
+            previous, self._post = self._post, post
+        return previous
+
+
+def _write_label_batch(client: DvidClient, plan: _Plan, batch: _Batch, tally: _Tally,
+                       overwrite: bool, stop: threading.Event, last: _LastPost) -> None:
+    """A labelmap batch: its missing blocks as compressed label blocks in one block stream,
+    which takes the held-back place of the previous batch's stream (then posted)."""
+    if stop.is_set():
+        return
+    bx, by, bz = plan.block
+    first, missing = _missing(client, plan, batch, overwrite)
+    stored = missing.size - int(missing.sum())
+    if stored == missing.size:
+        tally.add(skipped=stored)
+        return
+    data = _read_batch(plan, batch)
+    tally.add(skipped=stored)
+    records = []
+    for k, j, i in zip(*(axis.tolist() for axis in np.nonzero(missing)), strict=True):
+        if stop.is_set():
+            return
+        block = np.ascontiguousarray(data[k * bz:(k + 1) * bz, j * by:(j + 1) * by,
+                                          i * bx:(i + 1) * bx])
+        records.append(((first[0] + i, first[1] + j, first[2] + k),
+                         gzip_bytes(encode_label_block(block))))
+    previous = last.swap(_LabelPost(encode_block_stream(records), len(records),
+                                    len(records) * plan.block_voxels * 8))
+    if previous is not None and not stop.is_set():
+        client.post_label_blocks(previous.stream, downres=False)
+        tally.add(written=previous.blocks, nbytes=previous.nbytes)
 
 
 def _run(plan: _Plan, work: Callable[[_Batch], None], workers: int,
@@ -629,25 +805,14 @@ def _run(plan: _Plan, work: Callable[[_Batch], None], workers: int,
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _prepare(client: DvidClient, offset: Xyz, create: CreateSettings | None
-             ) -> dict[str, Any]:
-    """The instance's Extended info, creating the instance when asked to and missing."""
+def _instance_info(client: DvidClient) -> tuple[dict[str, Any] | None, str]:
+    """The instance's info, or None and the server's message when it has no such instance."""
     try:
-        info = client.info()
+        return client.info(), ""
     except ServerError as exc:
         if exc.status != 404:
             raise
-        if create is None:
-            raise ServerError(exc.status, f"{exc.message} (add --create to create a uint8blk "
-                              "instance)") from None
-        _check_aligned(offset, _block_size(create.block_size))
-        client.create(create)
-        info = client.info()
-    type_name = info.get("Base", {}).get("TypeName")
-    if type_name != "uint8blk":
-        raise IngestError(f"{client.name!r} is a {type_name} instance; ingest writes uint8blk "
-                          "(8-bit grayscale)")
-    return info["Extended"]  # type: ignore[no-any-return]
+        return None, exc.message
 
 
 def _block_size(text: str) -> Xyz:
@@ -665,22 +830,73 @@ def _check_aligned(offset: Xyz, block: Xyz) -> None:
                           f"the block size {_xyz(block).replace('_', ',')} along each axis")
 
 
+def _grid(shape: Zyx, block: Xyz) -> Xyz:
+    return (-(-shape[2] // block[0]), -(-shape[1] // block[1]), -(-shape[0] // block[2]))
+
+
+def scales_for(grid: Xyz) -> int:
+    """Lower scales until one block covers a ``grid`` of blocks; at least 1, since
+    neuroglancer opens a labelmap only with a MaxDownresLevel of 1 or more."""
+    levels = 0
+    while max(grid) > 2**levels:
+        levels += 1
+    return max(1, levels)
+
+
+def _check_no_negatives(plan: _Plan, workers: int) -> None:
+    """Read a signed source once through, before anything is written, for negative labels."""
+    def check(batch: _Batch) -> None:
+        lo, hi = _source_box(plan, batch)
+        _check_labels(plan.source.read(lo, hi), plan, lo)
+
+    _run(plan, check, workers, threading.Event())
+
+
 def ingest(client: DvidClient, source: Source, *, offset: Xyz = (0, 0, 0),
-           create: CreateSettings | None = None, workers: int = 4, batch_blocks: int = 64,
-           overwrite: bool = False, show_progress: bool = True) -> IngestReport:
+           create: CreateSettings | None = None, type_name: str | None = None,
+           workers: int = 4, batch_blocks: int | None = None, overwrite: bool = False,
+           show_progress: bool = True) -> IngestReport:
     """Write ``source`` into the client's instance with its first voxel at ``offset`` (x, y,
-    z), skipping blocks the version already stores unless ``overwrite``."""
-    if workers < 1 or batch_blocks < 1:
+    z), skipping blocks the version already stores unless ``overwrite``. A missing instance
+    is made with ``create``, of ``type_name`` (uint8blk for uint8 sources, else labelmap,
+    when None); an existing one must be of ``type_name`` when it is given. Source or option
+    problems are found before anything is written or created."""
+    if workers < 1 or (batch_blocks is not None and batch_blocks < 1):
         raise SourceError("--workers and --batch-blocks must be at least 1")
-    extended = _prepare(client, offset, create)
-    block: Xyz = tuple(extended["BlockSize"])  # type: ignore[assignment]
+    if type_name is not None and type_name not in INSTANCE_TYPES:
+        raise SourceError(f"--type must be {' or '.join(INSTANCE_TYPES)}, not {type_name!r}")
+    info, missing = _instance_info(client)
+    if info is None:
+        if create is None:
+            raise ServerError(404, f"{missing} (add --create to create a uint8blk or labelmap "
+                              "instance)")
+        kind = _check_dtype(source, type_name)
+        block = _block_size(create.block_size)
+        background = 0
+    else:
+        kind = info.get("Base", {}).get("TypeName")
+        if kind not in INSTANCE_TYPES:
+            raise IngestError(f"{client.name!r} is a {kind} instance; ingest writes uint8blk "
+                              "(8-bit grayscale) or labelmap (segmentation)")
+        if type_name is not None and type_name != kind:
+            raise SourceError(f"{client.name!r} is a {kind} instance, not {type_name}")
+        _check_dtype(source, kind)
+        extended = info["Extended"]
+        block = tuple(extended["BlockSize"])  # type: ignore[assignment]
+        background = int(extended.get("Background", 0)) if kind == GRAYSCALE else 0
     _check_aligned(offset, block)
-    shape = source.shape
-    plan = _Plan(source, block, int(extended.get("Background", 0)),
-                 (offset[0] // block[0], offset[1] // block[1], offset[2] // block[2]),
-                 (-(-shape[2] // block[0]), -(-shape[1] // block[1]), -(-shape[0] // block[2])),
-                 batch_blocks)
-    if not overwrite:  # fail before reading anything if the server cannot tell what it has
+    grid = _grid(source.shape, block)
+    plan = _Plan(source, kind, block, background,
+                 (offset[0] // block[0], offset[1] // block[1], offset[2] // block[2]), grid,
+                 batch_blocks or DEFAULT_BATCH_BLOCKS[kind])
+    if kind == LABELS and source.dtype.kind == "i":
+        _check_no_negatives(plan, workers)
+    if info is None:
+        assert create is not None
+        client.create(create, kind, create.max_downres if create.max_downres is not None
+                      else scales_for(grid))
+    if not overwrite and kind == GRAYSCALE:
+        # fail before reading anything if the server cannot tell what it has
         try:
             client.stored((offset[0], offset[1], offset[2]), block)
         except ServerError as exc:
@@ -689,8 +905,18 @@ def ingest(client: DvidClient, source: Source, *, offset: Xyz = (0, 0, 0),
     tally = _Tally(plan.total, show_progress, f"{source.description} -> {client.name}")
     stop = threading.Event()
     try:
-        _run(plan, lambda batch: _write_batch(client, plan, batch, tally, overwrite, stop),
-             workers, stop)
+        if kind == GRAYSCALE:
+            _run(plan, lambda batch: _write_batch(client, plan, batch, tally, overwrite, stop),
+                 workers, stop)
+        else:
+            last = _LastPost()
+            _run(plan, lambda batch: _write_label_batch(client, plan, batch, tally, overwrite,
+                                                        stop, last), workers, stop)
+            final = last.swap(None)
+            if final is not None:
+                tally.note(f"{source.description} -> {client.name}: lower scales")
+                client.post_label_blocks(final.stream, downres=True)
+                tally.add(written=final.blocks, nbytes=final.nbytes)
     finally:
         tally.stop()
     return tally.report(plan.total)

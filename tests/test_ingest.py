@@ -20,6 +20,7 @@ import pytest
 import tensorstore as ts
 from PIL import Image
 
+from dvidql.codec.blockstream import decode_block_stream
 from tests.conftest import LiveServer
 from tests.rest.conftest import child, new_repo
 from tests.rest.test_uint8blk import expected, get_box, halve, make, post_box, volume
@@ -521,3 +522,307 @@ def test_child_version_ingest_invisible_to_parent(server: LiveServer, client: ht
     assert run.returncode == 1 and "committed" in run.stderr, run.stderr
     assert mutation_id(client, root) == before
     np.testing.assert_array_equal(read(client, root, (64, 64, 64)), first)
+
+
+# ----- segmentation into labelmap ------------------------------------------------------------
+
+BIG = 2**40  # label ids beyond 32 bits
+
+
+def segmentation(shape: tuple[int, int, int], seed: int = 0, cell: int = 8) -> np.ndarray:
+    """(z, y, x) uint64 cells ``cell`` voxels across with ids above 2^40, some of them 0."""
+    rng = np.random.default_rng(seed)
+    coarse = tuple(-(-n // cell) for n in shape)
+    ids = rng.integers(1, 60, coarse).astype(np.uint64) + np.uint64(BIG)
+    ids[rng.random(coarse) < 0.1] = 0
+    full = ids.repeat(cell, 0).repeat(cell, 1).repeat(cell, 2)
+    return np.ascontiguousarray(full[:shape[0], :shape[1], :shape[2]])
+
+
+def read_labels(http: httpx.Client, uuid: str, size: Xyz, offset: Xyz = (0, 0, 0),
+                name: str = "g", scale: int = 0, supervoxels: bool = True) -> np.ndarray:
+    response = http.get(f"/api/node/{uuid}/{name}/raw/0_1_2/{'_'.join(map(str, size))}/"
+                        f"{'_'.join(map(str, offset))}",
+                        params={"scale": str(scale), "supervoxels": str(supervoxels).lower()})
+    assert response.status_code == 200, response.text
+    return np.frombuffer(response.content, "<u8").reshape(size[::-1])
+
+
+def halve_labels(volume: np.ndarray) -> np.ndarray:
+    """Most frequent non-zero label of each 2x2x2 group, the smaller on ties, 0 if none:
+    counted pairwise among the eight, independently of the server's sorting network."""
+    z, y, x = (-(-n // 2) for n in volume.shape)
+    padded = np.zeros((2 * z, 2 * y, 2 * x), np.uint64)
+    padded[:volume.shape[0], :volume.shape[1], :volume.shape[2]] = volume
+    groups = padded.reshape(z, 2, y, 2, x, 2).transpose(0, 2, 4, 1, 3, 5).reshape(-1, 8)
+    counts = (groups[:, :, None] == groups[:, None, :]).sum(axis=2)
+    counts[groups == 0] = 0
+    best = counts.max(axis=1)
+    chosen = np.where(counts == best[:, None], groups, np.uint64(2**64 - 1)).min(axis=1)
+    return np.where(best > 0, chosen, 0).astype(np.uint64).reshape(z, y, x)
+
+
+def padded_to(truth: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    out = np.zeros(shape, np.uint64)
+    out[:truth.shape[0], :truth.shape[1], :truth.shape[2]] = truth
+    return out
+
+
+def check_labels(http: httpx.Client, uuid: str, truth: np.ndarray, scales: int,
+                 name: str = "g") -> None:
+    """Voxels, sizes of a few labels (label indices) and every lower scale, against numpy;
+    ``truth`` starts at the origin and fills whole blocks once padded."""
+    size = size_of(truth)
+    np.testing.assert_array_equal(read_labels(http, uuid, size, name=name), truth)
+    ids, voxels = np.unique(truth[truth != 0], return_counts=True)
+    picks = [0, len(ids) // 2, len(ids) - 1]
+    for i in picks:
+        answer = http.get(f"/api/node/{uuid}/{name}/size/{int(ids[i])}")
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"voxels": int(voxels[i])}, int(ids[i])
+    level = truth
+    for scale in range(1, scales + 1):
+        level = halve_labels(level)
+        np.testing.assert_array_equal(
+            read_labels(http, uuid, size_of(level), name=name, scale=scale), level,
+            err_msg=f"scale {scale}")
+
+
+def stored_label_blocks(http: httpx.Client, uuid: str, size: Xyz, name: str = "g") -> int:
+    response = http.get(f"/api/node/{uuid}/{name}/blocks/{'_'.join(map(str, size))}/0_0_0",
+                        params={"compression": "blocks", "supervoxels": "true"})
+    assert response.status_code == 200, response.text
+    return len(decode_block_stream(response.content))
+
+
+def test_labels_npy_create(server: LiveServer, client: httpx.Client, tmp_path: Path) -> None:
+    """A 100x90x70 uint64 volume in 32^3 blocks: a labelmap is made (lower scales until one
+    block holds it all), edge blocks padded with 0, indices and scales built."""
+    root = new_repo(client)
+    truth = segmentation((70, 90, 100), seed=21)
+    np.save(tmp_path / "seg.npy", truth)
+    run = dvidql("ingest", server.url, root, "g", str(tmp_path / "seg.npy"), "--create",
+                 "--block-size", "32")
+    assert counts(run) == (36, 0, 36)
+    assert "36/36" in run.stderr  # the bar
+    mb = re.search(r"; ([\d.]+) MB in [\d.]+ s \(([\d.]+) MB/s\)", run.stdout)
+    assert mb is not None and float(mb[1]) == pytest.approx(36 * 32**3 * 8 / 1e6, abs=0.1)
+    info = client.get(f"/api/node/{root}/g/info").json()
+    assert info["Base"]["TypeName"] == "labelmap"
+    assert info["Base"]["Compression"] == "LZ4 compression"
+    ext = info["Extended"]
+    assert ext["BlockSize"] == [32, 32, 32] and ext["MaxDownresLevel"] == 2
+    assert ext["MinPoint"] == [0, 0, 0] and ext["MaxPoint"] == [127, 95, 95]
+    check_labels(client, root, padded_to(truth, (96, 96, 128)), 2)
+    # bodies are the supervoxels while nothing is merged
+    np.testing.assert_array_equal(read_labels(client, root, (128, 96, 96), supervoxels=False),
+                                  padded_to(truth, (96, 96, 128)))
+
+
+@pytest.mark.parametrize("version, dtype", [(2, "uint32"), (3, "int64")])
+def test_labels_zarr_converted(server: LiveServer, client: httpx.Client, tmp_path: Path,
+                               version: int, dtype: str) -> None:
+    """uint32 and non-negative int64 labels become uint64; chunks unlike the blocks; created
+    with gzip and the lower scales asked for."""
+    root = new_repo(client)
+    truth = (segmentation((64, 64, 96), seed=22) - np.uint64(BIG)) % np.uint64(2**31)
+    path = tmp_path / "seg.zarr"
+    spec: dict[str, object] = {"driver": "zarr" if version == 2 else "zarr3",
+                               "kvstore": {"driver": "file", "path": str(path)}}
+    chunks = [24, 40, 56]
+    if version == 2:
+        spec["metadata"] = {"chunks": chunks}
+    else:
+        spec["metadata"] = {"chunk_grid": {"name": "regular",
+                                           "configuration": {"chunk_shape": chunks}}}
+    store = ts.open(spec, create=True, dtype=getattr(ts, dtype), shape=truth.shape).result()
+    store.write(truth.astype(dtype)).result()
+    run = run_ingest(server, root, path, "--create", "--block-size", "32", "--compression",
+                     "gzip", "--max-downres-level", "1")
+    assert counts(run) == (12, 0, 12)
+    assert f"ingested seg.zarr (zarr v{version}) into g" in run.stdout
+    info = client.get(f"/api/node/{root}/g/info").json()
+    assert "gzip" in info["Base"]["Compression"].lower()
+    assert info["Extended"]["MaxDownresLevel"] == 1
+    check_labels(client, root, truth, 1)
+
+
+def test_labels_at_offset_into_existing_instance(server: LiveServer, client: httpx.Client,
+                                                 tmp_path: Path) -> None:
+    """An instance made beforehand keeps its own settings; a negative block-aligned offset."""
+    root = new_repo(client)
+    assert client.post(f"/api/repo/{root}/instance", json={
+        "typename": "labelmap", "dataname": "g", "BlockSize": "16",
+        "MaxDownresLevel": "1"}).status_code == 200
+    truth = segmentation((32, 40, 48), seed=23)
+    np.save(tmp_path / "seg.npy", truth)
+    assert ingest(server, root, tmp_path / "seg.npy", "--offset", "16,0,-32") == \
+        (3 * 3 * 2, 0, 18)
+    got = read_labels(client, root, (64, 48, 64), (0, 0, -32))
+    np.testing.assert_array_equal(got[:32, :40, 16:], truth)
+    assert (got[:, :, :16] == 0).all() and (got[:, 40:] == 0).all()
+    assert client.get(f"/api/node/{root}/g/info").json()["Extended"]["MinPoint"] == \
+        [16, 0, -32]
+    whole = np.zeros((64, 48, 64), np.uint64)
+    whole[:32, :40, 16:] = truth
+    np.testing.assert_array_equal(read_labels(client, root, (32, 24, 32), (0, 0, -16),
+                                              scale=1), halve_labels(whole))
+
+
+def test_labels_resume_and_rerun(server: LiveServer, client: httpx.Client,
+                                 tmp_path: Path) -> None:
+    """A partial run, then the whole volume: only the rest is written, and the lower scales
+    of both runs' blocks are all there; a third run writes nothing at all."""
+    root = new_repo(client)
+    truth = segmentation((96, 64, 64), seed=24)
+    np.save(tmp_path / "first-layer.npy", truth[:32])
+    np.save(tmp_path / "all.npy", truth)
+    assert ingest(server, root, tmp_path / "first-layer.npy", "--create", "--block-size",
+                  "32") == (4, 0, 4)
+    assert ingest(server, root, tmp_path / "all.npy") == (8, 4, 12)
+    before = mutation_id(client, root)
+    assert ingest(server, root, tmp_path / "all.npy", "--create") == (0, 12, 12)
+    assert mutation_id(client, root) == before
+    info = client.get(f"/api/node/{root}/g/info").json()["Extended"]
+    assert info["MaxDownresLevel"] == 1  # made for the first layer: 2x2x1 blocks
+    check_labels(client, root, truth, 1)
+
+
+def test_labels_resume_after_ctrl_c(server: LiveServer, client: httpx.Client,
+                                    tmp_path: Path) -> None:
+    """SIGINT while one worker posts 8^3 label blocks one by one; the rerun writes exactly the
+    missing ones, and indices and every lower scale come out as if in one run."""
+    root = new_repo(client)
+    truth = segmentation((96, 96, 96), seed=25, cell=6)
+    np.save(tmp_path / "seg.npy", truth)
+    slow = subprocess.Popen(
+        [sys.executable, "-m", "dvidql", "ingest", server.url, root, "g",
+         str(tmp_path / "seg.npy"), "--create", "--block-size", "8", "--workers", "1",
+         "--batch-blocks", "1", "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and slow.poll() is None:
+            if client.get(f"/api/node/{root}/g/info").status_code == 200 and \
+                    stored_label_blocks(client, root, (96, 96, 96)) >= 20:
+                break
+            time.sleep(0.02)
+        slow.send_signal(signal.SIGINT)
+        out, err = slow.communicate(timeout=30)
+    finally:
+        slow.kill()
+    assert slow.returncode == 130, err
+    assert "interrupted; run the same command again to resume" in err and out == ""
+    done = stored_label_blocks(client, root, (96, 96, 96))
+    assert 20 <= done < 1728
+    assert client.get(f"/api/node/{root}/g/info").json()["Extended"]["MaxDownresLevel"] == 4
+    assert ingest(server, root, tmp_path / "seg.npy") == (1728 - done, done, 1728)
+    check_labels(client, root, truth, 4)
+
+
+def test_labels_overwrite_keeps_indices(server: LiveServer, client: httpx.Client,
+                                        tmp_path: Path) -> None:
+    """--overwrite rewrites stored blocks: the old labels' counts leave the indices."""
+    root = new_repo(client)
+    truth = segmentation((64, 64, 64), seed=26)
+    np.save(tmp_path / "seg.npy", truth)
+    ingest(server, root, tmp_path / "seg.npy", "--create", "--block-size", "32")
+    changed = truth.copy()
+    changed[:32, :32, :32] = 77
+    np.save(tmp_path / "changed.npy", changed)
+    assert ingest(server, root, tmp_path / "changed.npy") == (0, 8, 8)  # stored: skipped
+    assert ingest(server, root, tmp_path / "changed.npy", "--overwrite") == (8, 0, 8)
+    assert client.get(f"/api/node/{root}/g/size/77").json() == {"voxels": 32**3}
+    check_labels(client, root, changed, 1)
+
+
+def test_labels_child_version(server: LiveServer, client: httpx.Client,
+                              tmp_path: Path) -> None:
+    """Labels written at a child stay off its committed parent, which refuses ingest."""
+    root = new_repo(client)
+    first = segmentation((32, 32, 64), seed=27)
+    np.save(tmp_path / "first.npy", first)
+    ingest(server, root, tmp_path / "first.npy", "--create", "--block-size", "32")
+    version = child(client, root)
+    assert ingest(server, version, tmp_path / "first.npy") == (0, 2, 2)
+    changed = first.copy()
+    changed[:, :, 32:] = 5
+    np.save(tmp_path / "changed.npy", changed)
+    assert ingest(server, version, tmp_path / "changed.npy", "--overwrite") == (2, 0, 2)
+    check_labels(client, version, changed, 1)
+    check_labels(client, root, first, 1)
+    assert client.get(f"/api/node/{root}/g/size/5").status_code == 404
+    before = mutation_id(client, root)
+    run = run_ingest(server, root, tmp_path / "changed.npy", "--overwrite")
+    assert run.returncode == 1 and "committed" in run.stderr, run.stderr
+    assert mutation_id(client, root) == before
+
+
+def _float_labels(tmp: Path) -> str:
+    np.save(tmp / "f.npy", np.zeros((32, 32, 32), np.float32))
+    return str(tmp / "f.npy")
+
+
+def _negative_labels(tmp: Path) -> str:
+    """Negative only in the last z layer of blocks: found before the first is written."""
+    labels = np.arange(64**3, dtype=np.int64).reshape(64, 64, 64)
+    labels[60, 6, 5] = -3
+    np.save(tmp / "neg.npy", labels)
+    return str(tmp / "neg.npy")
+
+
+def _label_volume(tmp: Path) -> str:
+    np.save(tmp / "seg.npy", segmentation((32, 32, 32)))
+    return str(tmp / "seg.npy")
+
+
+@pytest.mark.parametrize("source, options, code, message", [
+    (_float_labels, ["--create"], 2, "holds float32 values; ingest takes uint8 grayscale"),
+    (_float_labels, ["--create", "--type", "labelmap"], 2,
+     "a labelmap instance stores uint64 labels"),
+    (_negative_labels, ["--create", "--block-size", "32"], 2,
+     "holds negative values (-3 at x,y,z 5,6,60)"),
+    (_good, ["--create", "--type", "labelmap"], 2, "holds uint8 values"),
+    (_label_volume, ["--create", "--type", "uint8blk"], 2,
+     "labels go into a labelmap instance"),
+    (_label_volume, ["--create", "--type", "labels"], 2, "--type must be uint8blk or labelmap"),
+    (_label_volume, ["--create", "--block-size", "12"], 1, "multiples of 8"),
+    (_label_volume, ["--create", "--compression", "jpeg"], 1, "Compression gzip, lz4, none"),
+    (_label_volume, [], 1, "add --create"),
+], ids=["float", "float-as-labels", "negative", "uint8-as-labels", "labels-as-uint8",
+        "bad-type", "block-size", "jpeg", "unknown-instance"])
+def test_bad_labels_write_nothing(server: LiveServer, client: httpx.Client, tmp_path: Path,
+                                  source: Callable[[Path], str], options: list[str],
+                                  code: int, message: str) -> None:
+    root = new_repo(client)
+    before = mutation_id(client, root)
+    run = run_ingest(server, root, source(tmp_path), *options)
+    assert run.returncode == code, run.stderr
+    assert run.stderr.startswith("error: ") and message in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and run.stdout == ""
+    assert mutation_id(client, root) == before
+    assert client.get(f"/api/node/{root}/g/info").status_code == 404
+
+
+def test_bad_labels_into_existing_instances(server: LiveServer, client: httpx.Client,
+                                            tmp_path: Path) -> None:
+    """Existing instances of the other type, and negative labels into an existing labelmap:
+    refused before any block is written."""
+    root = new_repo(client)
+    for name, kind in (("g", "labelmap"), ("gray", "uint8blk")):
+        assert client.post(f"/api/repo/{root}/instance", json={
+            "typename": kind, "dataname": name, "BlockSize": "32"}).status_code == 200
+    before = mutation_id(client, root)
+    for name, source, message in (
+            ("g", _negative_labels(tmp_path), "holds negative values"),
+            ("g", _good(tmp_path), "a labelmap instance stores uint64 labels"),
+            ("gray", _label_volume(tmp_path), "labels go into a labelmap instance")):
+        run = dvidql("ingest", server.url, root, name, source, "--no-progress")
+        assert run.returncode == 2, run.stderr
+        assert run.stderr.startswith("error: ") and message in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+    run = dvidql("ingest", server.url, root, "g", _label_volume(tmp_path), "--type",
+                 "uint8blk", "--no-progress")
+    assert run.returncode == 2 and "'g' is a labelmap instance, not uint8blk" in run.stderr
+    assert mutation_id(client, root) == before
+    assert stored_label_blocks(client, root, (64, 64, 64)) == 0
