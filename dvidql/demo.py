@@ -1,25 +1,45 @@
-"""The demo repo: a few versions and branches, a merge, keyvalue data and a synthetic EM
-grayscale volume with its pyramid, to explore with any client or neuroglancer.
+"""The demo repo: a few versions and branches, a merge, keyvalue data, a synthetic EM
+grayscale volume with its pyramid and its segmentation, to explore with any client or
+neuroglancer.
 
-Later datatypes add their demo data here."""
+The segmentation is an oversegmentation agglomerated by merges, as proofreading data is:
+two supervoxels per cell (:func:`dvidql.synthetic.split_cells`), merged into one body per
+cell except in every ``SPLIT_EVERY``-th cell, whose two halves stay separate bodies (false
+splits to merge). Later datatypes add their demo data here."""
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 
 from dvidql.config import Settings
 from dvidql.datatypes.imageblk import ops as gray_ops
 from dvidql.datatypes.keyvalue import ops as kv_ops
+from dvidql.datatypes.labelmap import edits
+from dvidql.datatypes.labelmap import ops as label_ops
+from dvidql.datatypes.labelmap.model import ModInfo
 from dvidql.datatypes.voxels import Box
 from dvidql.service import Caller, Service
-from dvidql.synthetic import em_volume
+from dvidql.synthetic import em_volume, split_cells
 
-__all__ = ["DEMO_ALIAS", "GRAYSCALE", "VOLUME_SIZE", "populate"]
+__all__ = ["DEMO_ALIAS", "GRAYSCALE", "SEGMENTATION", "SPLIT_EVERY", "VOLUME_SIZE",
+           "demo_bodies", "populate"]
 
 DEMO_ALIAS = "demo"
 GRAYSCALE = "grayscale"
+SEGMENTATION = "segmentation"
+SPLIT_EVERY = 5  # cells 5, 10, 15... keep their two supervoxels as two bodies
 VOLUME_SIZE = 256
 ADMIN = Caller(admin=True)
+DEMO_MOD = ModInfo(user="demo", app="dvidql demo")
+
+
+def demo_bodies(cells: np.ndarray) -> np.ndarray:
+    """The bodies the demo segmentation holds for cell labels: cell ``c``'s body is ``2c - 1``
+    (its first supervoxel), or its supervoxels themselves in the cells left split."""
+    svs = split_cells(cells)
+    merged = (cells % SPLIT_EVERY != 0) & (cells != 0)
+    return np.where(merged, 2 * cells.astype(np.uint64) - 1, svs)
 
 
 async def populate(settings: Settings) -> str:
@@ -56,7 +76,9 @@ async def _build(service: Service) -> str:
         "body-1003": {"status": "traced", "type": "MBON01"},
     })
     await put(root.uuid, "settings", {"viewer": {"layout": "4panel"}})
-    await _grayscale(service, repo.root)
+    gray, cells = em_volume(VOLUME_SIZE)
+    await _grayscale(service, repo.root, gray)
+    await _segmentation(service, repo.root, cells)
     await service.commit(ADMIN, repo, root, note="initial agglomeration")
 
     repo = repos.repos[repo.repo_id]
@@ -81,14 +103,30 @@ async def _build(service: Service) -> str:
     return repo.root
 
 
-async def _grayscale(service: Service, root: str) -> None:
+async def _grayscale(service: Service, root: str, gray: np.ndarray) -> None:
     """Synthetic tissue at the root version, JPEG in 64^3 blocks as neuroglancer reads it,
     with its pyramid levels."""
     repo, node = service.repos.resolve(root)
     await service.create_instance(ADMIN, repo, node, {
         "typename": "uint8blk", "dataname": GRAYSCALE, "BlockSize": "64,64,64",
         "VoxelSize": "8,8,8", "Compression": "jpeg:90"})
-    gray, _ = em_volume(VOLUME_SIZE)
     handle = service.handle(root, GRAYSCALE, ADMIN, write=True)
     await gray_ops.write_box(handle, Box((0, 0, 0), gray.shape[::-1]), gray)
     await service.build_pyramid(ADMIN, service.handle(root, GRAYSCALE, ADMIN, write=True))
+
+
+async def _segmentation(service: Service, root: str, cells: np.ndarray) -> None:
+    """The grayscale's cells at the root version as supervoxels in 64^3 blocks (neuroglancer's
+    block size) with two lower scales, agglomerated into bodies by merges."""
+    repo, node = service.repos.resolve(root)
+    await service.create_instance(ADMIN, repo, node, {
+        "typename": "labelmap", "dataname": SEGMENTATION, "BlockSize": "64,64,64",
+        "VoxelSize": "8,8,8", "MaxDownresLevel": "2", "Compression": "lz4"})
+    svs = split_cells(cells)
+    handle = service.handle(root, SEGMENTATION, ADMIN, write=True)
+    await label_ops.write_label_box(handle, Box((0, 0, 0), svs.shape[::-1]), svs, DEMO_MOD)
+    present = set(np.unique(svs).tolist())
+    for cell in range(1, int(cells.max()) + 1):
+        halves = [2 * cell - 1, 2 * cell]
+        if cell % SPLIT_EVERY and all(h in present for h in halves):
+            await edits.merge(handle, halves, DEMO_MOD)

@@ -1,5 +1,6 @@
 """Synthetic EM-like tissue for the demo: cells with dark membranes, organelles and noise,
-plus the cell labels it was drawn from (a ground-truth segmentation to go with it).
+plus the cell labels it was drawn from (a ground-truth segmentation to go with it), and
+supervoxels over those cells as an oversegmentation to agglomerate.
 
 Cells are the Voronoi regions of jittered grid seeds, computed at half resolution and
 upsampled, which keeps generation of a 256^3 volume to about a second.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["em_volume"]
+__all__ = ["em_volume", "split_cells"]
 
 _SPACING = 24  # seed grid spacing at half resolution: cells about 48 voxels across
 
@@ -85,3 +86,18 @@ def em_volume(size: int = 256, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
                         tissue[pts[:, 0], pts[:, 1], pts[:, 2]] = 80
     gray = _blur(tissue) + rng.normal(0, 10, labels.shape).astype(np.float32)
     return np.clip(gray, 0, 255).astype(np.uint8), labels
+
+
+def split_cells(cells: np.ndarray) -> np.ndarray:
+    """Two supervoxels per cell of a (z, y, x) label volume: the voxels of cell ``c`` left of
+    its mean x become ``2c - 1``, the others ``2c`` (uint64; 0 stays 0)."""
+    flat = cells.reshape(-1)
+    count = int(flat.max()) + 1
+    x = np.broadcast_to(np.arange(cells.shape[2], dtype=np.float32), cells.shape).reshape(-1)
+    sizes = np.bincount(flat, minlength=count)
+    mean_x = (np.bincount(flat, weights=x, minlength=count) / np.maximum(sizes, 1)
+              ).astype(np.float32)
+    right = (x >= mean_x[flat]).astype(np.uint64)
+    svs = 2 * flat.astype(np.uint64) - 1 + right
+    svs[flat == 0] = 0
+    return svs.reshape(cells.shape)
