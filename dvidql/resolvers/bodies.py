@@ -1,5 +1,6 @@
 """Bodies of a segmentation (labelmap) for GraphQL: label indices, last modifications and the
-supervoxel-to-body mapping read in batches through per-request DataLoaders, all through the
+supervoxel-to-body mapping read in batches through per-request DataLoaders, the instance's
+mutation log, and the proofreading edits (merge, cleave, renumber), all through the
 datatype's operations."""
 
 from __future__ import annotations
@@ -13,28 +14,37 @@ from strawberry.dataloader import DataLoader
 from dvidql.codec.labelindex import LabelIndex
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
-from dvidql.datatypes.labelmap import bodies, model
+from dvidql.datatypes.labelmap import LabelmapType, bodies, edits, model
 from dvidql.errors import BadRequest
+from dvidql.events import log as mutation_log
 
 if TYPE_CHECKING:
     from dvidql.schema.context import Context
 
 __all__ = [
     "MAX_BODIES",
+    "MAX_MUTATIONS",
     "BodyLoaders",
     "block_count",
     "body_of_supervoxel",
     "bounding_box",
+    "cleave",
     "index_of_body",
     "index_of_supervoxel",
     "indices_of_bodies",
     "last_modified",
     "loaders",
     "max_label",
+    "merge",
+    "mutations",
     "next_label",
+    "open_for_edit",
+    "renumber",
 ]
 
 MAX_BODIES = 10_000  # bodies per query; more go to the REST indices endpoint
+MAX_MUTATIONS = 10_000  # log records per query; page on with since=
+_LOG_PAGE = 1_000  # log records read at a time while looking for this instance's
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -146,3 +156,68 @@ async def max_label(h: DataHandle) -> int:
 async def next_label(h: DataHandle) -> int:
     _require_indexed(h)
     return await model.next_label(h)
+
+
+async def mutations(h: DataHandle, since: int, limit: int) -> list[dict[str, Any]]:
+    """This instance's log records that the handle's version sees (made there or at an
+    ancestor; any version for unversioned instances) with mutation id above ``since``,
+    oldest first, at most ``limit``."""
+    if not 0 < limit <= MAX_MUTATIONS:
+        raise BadRequest(f"limit must be from 1 to {MAX_MUTATIONS}, not {limit}; page on "
+                         "with since set to the last mutationId")
+    versions = None
+    if h.instance.versioned:
+        versions = {h.repo.nodes[v].uuid for v in h.repo.lineage(h.node.version_id).members}
+    found: list[dict[str, Any]] = []
+    while len(found) < limit:
+        page = await mutation_log.read(h.kv.meta, h.repo.repo_id, since, _LOG_PAGE)
+        found += [r for r in page if r.get("DataUUID") == h.instance.data_uuid
+                  and (versions is None or r.get("UUID") in versions)]
+        if len(page) < _LOG_PAGE:
+            break
+        since = page[-1]["MutationID"]
+    return found[:limit]
+
+
+# ----- edits -----------------------------------------------------------------------------------
+
+def open_for_edit(ctx: Context, ref: str, name: str) -> DataHandle:
+    """The labelmap instance ``name`` at version ``ref``, with the write policy."""
+    handle = ctx.service.handle(ref, name, ctx.caller, write=True)
+    if handle.instance.type_name != LabelmapType.type_name:
+        raise BadRequest(f"data instance {name!r} is a {handle.instance.type_name} instance, "
+                         f"not {LabelmapType.type_name}")
+    _require_indexed(handle)
+    return handle
+
+
+async def merge(ctx: Context, ref: str, name: str, target: int, merged: Sequence[int],
+                user: str, app: str) -> tuple[DataHandle, int]:
+    """Merge bodies ``merged`` into ``target``; returns the handle and the mutation id."""
+    h = open_for_edit(ctx, ref, name)
+    if not merged:
+        raise BadRequest("mergeBodies needs at least one body in 'merged' to merge into the "
+                         "target")
+    return h, await edits.merge(h, [target, *merged], model.ModInfo(user, app))
+
+
+async def cleave(ctx: Context, ref: str, name: str, body: int, supervoxels: Sequence[int],
+                 user: str, app: str) -> tuple[DataHandle, int, int]:
+    """Move ``supervoxels`` of ``body`` into a new body; returns the handle, the new label
+    and the mutation id."""
+    h = open_for_edit(ctx, ref, name)
+    if not supervoxels:
+        raise BadRequest("cleaveBody needs at least one supervoxel in 'supervoxels' to cleave "
+                         "off")
+    new, mutation_id = await edits.cleave(h, body, supervoxels, model.ModInfo(user, app))
+    return h, new, mutation_id
+
+
+async def renumber(ctx: Context, ref: str, name: str, pairs: Sequence[tuple[int, int]],
+                   user: str, app: str) -> tuple[DataHandle, int]:
+    """Give bodies new ids, ``(new, old)`` pairs, in one mutation; returns the handle and
+    the mutation id."""
+    h = open_for_edit(ctx, ref, name)
+    if not pairs:
+        raise BadRequest("renumberBodies needs at least one {newLabel, oldLabel} pair")
+    return h, await edits.renumber(h, pairs, model.ModInfo(user, app))

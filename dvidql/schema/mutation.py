@@ -8,6 +8,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
+from dvidql.resolvers import bodies as body_resolvers
 from dvidql.resolvers import instances as instance_resolvers
 from dvidql.resolvers import keyvalue as kv_resolvers
 from dvidql.resolvers import repos as repo_resolvers
@@ -15,10 +16,14 @@ from dvidql.schema.args import arg
 from dvidql.schema.context import Context
 from dvidql.schema.scalars import JSON, Base64, UInt64
 from dvidql.schema.types import (
+    CleaveBodyResult,
     DataInstance,
     KeyMutationResult,
+    MergeBodiesResult,
     MergeResolution,
     MergeResult,
+    RenumberBodiesResult,
+    RenumberPair,
     Repo,
     Version,
 )
@@ -28,9 +33,13 @@ __all__ = ["Mutation"]
 Ctx = Info[Context, None]
 VERSION = "Reference to the version (UUID or prefix, 'uuid:branch'...)."
 NEW_UUID = "UUID for the new version (32 hex digits); a random one if omitted."
+SEGMENTATION = "Name of a labelmap instance."
+User = Annotated[str, arg("Who asks for the edit (DVID's u=), kept in the log and lastmod.")]
+App = Annotated[str, arg("The application asking (DVID's app=), kept in the log and lastmod.")]
 
 
-@strawberry.type(description="Writes: repos, instances, versions and keyvalue data.")
+@strawberry.type(description="Writes: repos, instances, versions, keyvalue data and edits "
+                             "of segmentation bodies.")
 class Mutation:
     @strawberry.mutation(description="Create a repo with an uncommitted root version. Needs "
                                      "the admin token when the server has one.")
@@ -168,3 +177,56 @@ class Mutation:
         messages: Annotated[list[str], arg("Messages to append, in order.")],
     ) -> Version:
         return Version.of(await repo_resolvers.append_log(info.context, version, messages))
+
+    @strawberry.mutation(description="Merge bodies into a target body: their supervoxels map "
+                                     "to it. Refused, changing nothing, if a body is missing.")
+    async def merge_bodies(
+        self,
+        info: Ctx,
+        version: Annotated[str, arg(VERSION)],
+        instance: Annotated[str, arg(SEGMENTATION)],
+        target: Annotated[UInt64, arg("The body that remains.")],
+        merged: Annotated[list[UInt64], arg("The bodies merged into it.")],
+        user: User = "",
+        app: App = "",
+    ) -> MergeBodiesResult:
+        handle, mutation_id = await body_resolvers.merge(info.context, version, instance,
+                                                         target, merged, user, app)
+        return MergeBodiesResult(handle=handle, mutation_id=UInt64(mutation_id),
+                                 target=target, merged=list(dict.fromkeys(merged)))
+
+    @strawberry.mutation(description="Move some supervoxels of a body into a new body. "
+                                     "Refused, changing nothing, unless they are all in the "
+                                     "body and some stay behind.")
+    async def cleave_body(
+        self,
+        info: Ctx,
+        version: Annotated[str, arg(VERSION)],
+        instance: Annotated[str, arg(SEGMENTATION)],
+        body: Annotated[UInt64, arg("The body to cleave.")],
+        supervoxels: Annotated[list[UInt64], arg("Its supervoxels that go to the new body.")],
+        user: User = "",
+        app: App = "",
+    ) -> CleaveBodyResult:
+        handle, new, mutation_id = await body_resolvers.cleave(
+            info.context, version, instance, body, supervoxels, user, app)
+        return CleaveBodyResult(handle=handle, mutation_id=UInt64(mutation_id), original=body,
+                                cleaved_label=UInt64(new))
+
+    @strawberry.mutation(description="Give bodies new ids, all in one mutation. Refused, "
+                                     "changing nothing, if a body is missing or a new id is a "
+                                     "body already.")
+    async def renumber_bodies(
+        self,
+        info: Ctx,
+        version: Annotated[str, arg(VERSION)],
+        instance: Annotated[str, arg(SEGMENTATION)],
+        pairs: Annotated[list[RenumberPair], arg("Each body's new and current id.")],
+        user: User = "",
+        app: App = "",
+    ) -> RenumberBodiesResult:
+        handle, mutation_id = await body_resolvers.renumber(
+            info.context, version, instance, [(p.new_label, p.old_label) for p in pairs],
+            user, app)
+        return RenumberBodiesResult(handle=handle, mutation_id=UInt64(mutation_id),
+                                    new_labels=[p.new_label for p in pairs])

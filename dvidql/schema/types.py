@@ -4,7 +4,7 @@ and exposes it; nested fields that need the service delegate to :mod:`dvidql.res
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
@@ -26,6 +26,7 @@ from dvidql.versions import dag
 __all__ = [
     "Body",
     "Branch",
+    "CleaveBodyResult",
     "DataInstance",
     "DatatypeInfo",
     "Extents",
@@ -35,10 +36,14 @@ __all__ = [
     "KeyValueEntry",
     "KeyValueInstance",
     "LastModification",
+    "MergeBodiesResult",
     "MergeConflictEntry",
     "MergeResolution",
     "MergeResult",
+    "MutationRecord",
     "Plane",
+    "RenumberBodiesResult",
+    "RenumberPair",
     "Repo",
     "Segmentation",
     "ServerInfo",
@@ -538,6 +543,7 @@ class MergeResult:
 Point3 = Annotated[list[int], arg("A voxel [x, y, z].")]
 BodyId = Annotated[UInt64, arg("Body id.", name="id")]
 SupervoxelId = Annotated[UInt64, arg("Supervoxel id.", name="id")]
+LOG_START = UInt64(0)
 
 
 @strawberry.type(description="A segmentation (labelmap) volume as one version sees it: "
@@ -597,6 +603,18 @@ class Segmentation(_Volume):
                          id_: SupervoxelId) -> Supervoxel | None:
         index = await body_resolvers.index_of_supervoxel(info.context, self.handle, id_)
         return None if index is None else Supervoxel(handle=self.handle, index=index)
+
+    @strawberry.field(description="This instance's mutation log as this version sees it "
+                                  "(records made here or at an ancestor), oldest first.")
+    async def mutations(
+        self,
+        since: Annotated[UInt64, arg("Only records with a larger mutation id; page on with the "
+                                     "last mutationId seen.")] = LOG_START,
+        limit: Annotated[int, arg("At most this many records (1 to 10,000).")] = 1000,
+    ) -> list[MutationRecord]:
+        return [MutationRecord.of(r)
+                for r in await body_resolvers.mutations(self.handle, since, limit)]
+
 
 
 @strawberry.type(description="Who changed a body last, and when.")
@@ -677,3 +695,83 @@ class Supervoxel(_Indexed):
                                                         self.index.label)
         return Body.of(self.handle,
                        await body_resolvers.index_of_body(info.context, self.handle, owner))
+
+
+@strawberry.type(description="One record of the mutation log.")
+class MutationRecord:
+    mutation_id: UInt64 = strawberry.field(description="Id of the mutation (repo-wide, "
+                                                       "increasing).")
+    action: str = strawberry.field(description="What was done: merge, cleave, renumber, "
+                                               "post-blocks...")
+    user: str = strawberry.field(description="User named by the mutation; empty if none.")
+    app: str = strawberry.field(description="Application named by the mutation; empty if "
+                                            "none.")
+    timestamp: str = strawberry.field(description="When it was made (RFC 3339).")
+    version: str = strawberry.field(description="UUID of the version it was made at.")
+    record: JSON = strawberry.field(description="The whole record, as DVID's mutation log "
+                                                "and Kafka messages have it (Target, Labels, "
+                                                "CleavedLabel...).")
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> MutationRecord:
+        return cls(mutation_id=UInt64(record["MutationID"]), action=record.get("Action", ""),
+                   user=record.get("User", ""), app=record.get("App", ""),
+                   timestamp=record.get("Timestamp", ""), version=record.get("UUID", ""),
+                   record=record)
+
+
+# ----- proofreading edits --------------------------------------------------------------------
+
+
+@strawberry.input(description="A body's new id and its current one.")
+class RenumberPair:
+    new_label: UInt64 = strawberry.field(description="The new id (not a body already).")
+    old_label: UInt64 = strawberry.field(description="The body's current id.")
+
+
+@strawberry.type(description="What an edit of bodies shares (not itself in the schema).")
+class _BodyEdit:
+    handle: strawberry.Private[DataHandle]
+    mutation_id: UInt64 = strawberry.field(description="Id of the mutation in the repo's log.")
+
+    async def _body(self, info: Info[Context, None], label: int) -> Body | None:
+        return Body.of(self.handle,
+                       await body_resolvers.index_of_body(info.context, self.handle, label))
+
+
+@strawberry.type(description="The outcome of a merge of bodies.")
+class MergeBodiesResult(_BodyEdit):
+    target: UInt64 = strawberry.field(description="The body the others were merged into.")
+    merged: list[UInt64] = strawberry.field(description="The bodies merged into it (now "
+                                                        "gone).")
+
+    @strawberry.field(description="The target body after the merge.")
+    async def body(self, info: Info[Context, None]) -> Body | None:
+        return await self._body(info, self.target)
+
+
+@strawberry.type(description="The outcome of a cleave: some supervoxels of a body moved to a "
+                             "new body.")
+class CleaveBodyResult(_BodyEdit):
+    original: UInt64 = strawberry.field(description="The body cleaved.")
+    cleaved_label: UInt64 = strawberry.field(description="Id of the new body holding the "
+                                                         "cleaved supervoxels.")
+
+    @strawberry.field(description="The new body.")
+    async def cleaved_body(self, info: Info[Context, None]) -> Body | None:
+        return await self._body(info, self.cleaved_label)
+
+    @strawberry.field(description="What is left of the cleaved body.")
+    async def remaining_body(self, info: Info[Context, None]) -> Body | None:
+        return await self._body(info, self.original)
+
+
+@strawberry.type(description="The outcome of a renumbering of bodies.")
+class RenumberBodiesResult(_BodyEdit):
+    new_labels: list[UInt64] = strawberry.field(description="The new ids, in the order given.")
+
+    @strawberry.field(description="The bodies at their new ids, in the order given.")
+    async def bodies(self, info: Info[Context, None]) -> list[Body | None]:
+        found = await body_resolvers.indices_of_bodies(info.context, self.handle,
+                                                       self.new_labels)
+        return [Body.of(self.handle, index) for index in found]

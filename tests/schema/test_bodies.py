@@ -1,6 +1,7 @@
-"""Bodies of the Segmentation type through a real GraphQL client, against real fly
-segmentation ingested over REST: body fields against numpy, many bodies in one query, and
-(in process) the loaders reading them in one batch."""
+"""Bodies and proofreading edits of the Segmentation type through a real GraphQL client,
+against real fly segmentation ingested over REST: body fields against numpy, many bodies in
+one query, merge / cleave / renumber through GraphQL read back over REST, the mutation log,
+and bad edits refused without changing anything."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from dvidql.schema.context import Context
 from dvidql.service import Service
 from dvidql.storage.memory import MemoryBlobStore, memory_meta_store
 from tests.conftest import LiveServer
-from tests.schema.conftest import Gql, ws_session
+from tests.schema.conftest import Gql, commit, http_session, new_version, ws_session
 
 FIXTURES = Path(__file__).resolve().parents[1] / "codec" / "fixtures"
 BLOCK = 32
@@ -78,6 +79,13 @@ def _without_lastmod(found: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _url(uuid: str, path: str) -> str:
     return f"/api/node/{uuid}/seg/{path}"
+
+
+async def _rest_bodies(http: httpx.AsyncClient, uuid: str) -> np.ndarray:
+    size = "_".join(map(str, SHAPE[::-1]))
+    got = await http.get(_url(uuid, f"raw/0_1_2/{size}/0_0_0"))
+    assert got.status_code == 200, got.text
+    return np.frombuffer(got.content, "<u8").reshape(SHAPE)
 
 
 @pytest.fixture
@@ -178,6 +186,218 @@ async def test_many_bodies_in_one_query(api: Gql, server: LiveServer,
             assert seg_found[f"b{i}"]["lastModified"]["user"] == "ingester"
         assert [_without_lastmod(b) for b in seg_found["bodies"]] == \
             [model.expected(i) for i in listed]
+
+
+MERGE = """
+mutation($v: String!, $t: UInt64!, $m: [UInt64!]!) {
+  mergeBodies(version: $v, instance: "seg", target: $t, merged: $m, user: "alice",
+              app: "neu3") {
+    mutationId target merged body { ...B } } }
+""".replace("...B", BODY_FIELDS)
+CLEAVE = """
+mutation($v: String!, $b: UInt64!, $s: [UInt64!]!) {
+  cleaveBody(version: $v, instance: "seg", body: $b, supervoxels: $s, user: "bob") {
+    mutationId original cleavedLabel cleavedBody { ...B } remainingBody { ...B }
+  } }
+""".replace("...B", BODY_FIELDS)
+RENUMBER = """
+mutation($v: String!, $p: [RenumberPair!]!) {
+  renumberBodies(version: $v, instance: "seg", pairs: $p) {
+    mutationId newLabels bodies { ...B } } }
+""".replace("...B", BODY_FIELDS)
+LOG = """
+query($v: String!, $since: UInt64!, $limit: Int!) { version(ref: $v) {
+  segmentation(instance: "seg") {
+    mutations(since: $since, limit: $limit) {
+      mutationId action user app timestamp version record } } } }
+"""
+STATE = """
+query($v: String!, $ids: [UInt64!]!) { version(ref: $v) {
+  segmentation(instance: "seg") { maxLabel nextLabel bodies(ids: $ids) { ...B }
+    mutations { mutationId } } }
+  repo(uuid: $v) { mutationId } }
+""".replace("...B", BODY_FIELDS)
+
+
+async def _log(api: Gql, uuid: str, since: int | str = 0, limit: int = 1000
+               ) -> list[dict[str, Any]]:
+    found = await api.run(LOG, v=uuid, since=str(since), limit=limit)
+    return found["version"]["segmentation"]["mutations"]  # type: ignore[no-any-return]
+
+
+async def test_merge_cleave_renumber(api: Gql, rest: httpx.AsyncClient,
+                                     seg: tuple[str, Model]) -> None:
+    root, model = seg
+    a, b, c, d = model.largest(4)
+    ingest = (await _log(api, root))[-1]
+    assert ingest["action"] == "post-blocks" and ingest["user"] == "ingester"
+
+    merged = (await api.run(MERGE, v=root, t=str(a), m=[str(b), str(c), str(b)])
+              )["mergeBodies"]
+    model.mapping.update({b: a, c: a})
+    assert merged["target"] == str(a) and merged["merged"] == [str(b), str(c)]
+    assert _without_lastmod(merged["body"]) == model.expected(a)
+    assert merged["body"]["lastModified"]["mutationId"] == merged["mutationId"]
+    assert merged["body"]["lastModified"]["user"] == "alice"
+    assert merged["body"]["lastModified"]["app"] == "neu3"
+    assert np.array_equal(await _rest_bodies(rest, root), model.bodies())  # REST sees the merge
+    mapped = await rest.request("GET", _url(root, "mapping"), json=[b, c, d])
+    assert mapped.json() == [a, a, d]
+    after = (await api.run(STATE, v=root, ids=[str(a), str(b), str(c)]))
+    assert [_without_lastmod(x) for x in after["version"]["segmentation"]["bodies"]] == \
+        [model.expected(a), None, None]
+
+    cleaved = (await api.run(CLEAVE, v=root, b=str(a), s=[str(c), str(b)]))["cleaveBody"]
+    new = int(cleaved["cleavedLabel"])
+    assert new > int(model.svs.max()) and cleaved["original"] == str(a)
+    model.mapping.update({b: new, c: new})
+    assert _without_lastmod(cleaved["cleavedBody"]) == model.expected(new)
+    assert _without_lastmod(cleaved["remainingBody"]) == model.expected(a)
+    assert cleaved["cleavedBody"]["lastModified"]["user"] == "bob"
+    assert cleaved["remainingBody"]["lastModified"]["mutationId"] == cleaved["mutationId"]
+    assert np.array_equal(await _rest_bodies(rest, root), model.bodies())
+    assert (await rest.get(_url(root, f"supervoxels/{new}"))).json() == sorted([b, c])
+
+    renumbered = (await api.run(RENUMBER, v=root, p=[
+        {"newLabel": "555", "oldLabel": str(d)}, {"newLabel": str(2**40), "oldLabel": str(new)}]
+    ))["renumberBodies"]
+    model.mapping.update({d: 555, b: 2**40, c: 2**40})
+    assert renumbered["newLabels"] == ["555", str(2**40)]
+    assert [_without_lastmod(x) for x in renumbered["bodies"]] == \
+        [model.expected(555), model.expected(2**40)]
+    assert np.array_equal(await _rest_bodies(rest, root), model.bodies())
+    state = (await api.run(STATE, v=root, ids=[str(d), str(new), "555"]))
+    seg_state = state["version"]["segmentation"]
+    assert [_without_lastmod(x) for x in seg_state["bodies"]] == \
+        [None, None, model.expected(555)]
+    assert seg_state["maxLabel"] == str(2**40)
+
+    # the log since the ingest: the three edits, typed and whole
+    log = await _log(api, root, ingest["mutationId"])
+    assert [r["action"] for r in log] == ["merge", "cleave", "renumber"]
+    assert [r["mutationId"] for r in log] == [merged["mutationId"], cleaved["mutationId"],
+                                              renumbered["mutationId"]]
+    merge_record, cleave_record, renumber_record = log
+    assert merge_record["user"] == "alice" and merge_record["app"] == "neu3"
+    assert merge_record["version"] == root and merge_record["timestamp"]
+    assert merge_record["record"]["Target"] == a
+    assert merge_record["record"]["Labels"] == [b, c]
+    assert cleave_record["user"] == "bob" and cleave_record["app"] == ""
+    assert cleave_record["record"]["OrigLabel"] == a
+    assert cleave_record["record"]["CleavedLabel"] == new
+    assert cleave_record["record"]["CleavedSupervoxels"] == sorted([b, c])
+    assert renumber_record["record"]["Labels"] == [
+        {"NewLabel": 555, "OrigLabel": d}, {"NewLabel": 2**40, "OrigLabel": new}]
+    # the same as REST's mutations endpoint, and paging with since and limit
+    rest_log = (await rest.get(_url(root, "mutations"))).json()
+    assert [r["record"] for r in await _log(api, root)] == rest_log
+    first = await _log(api, root, ingest["mutationId"], limit=1)
+    assert first == log[:1]
+    assert await _log(api, root, first[0]["mutationId"], limit=2) == log[1:]
+    assert await _log(api, root, renumbered["mutationId"]) == []
+
+
+async def test_edits_on_a_child_version(api: Gql, rest: httpx.AsyncClient,
+                                        seg: tuple[str, Model]) -> None:
+    """Edits land at the version named and stay off its parent, whose log shows none of
+    them; the committed parent refuses edits."""
+    root, model = seg
+    a, b = model.largest(2)
+    await commit(api, root)
+    child = await new_version(api, root)
+    merged = (await api.run(MERGE, v=child, t=str(a), m=[str(b)]))["mergeBodies"]
+    edited = Model(model.svs)
+    edited.mapping[b] = a
+    assert _without_lastmod(merged["body"]) == edited.expected(a)
+    assert np.array_equal(await _rest_bodies(rest, child), edited.bodies())
+    assert np.array_equal(await _rest_bodies(rest, root), model.bodies())
+    parent = (await api.run(STATE, v=root, ids=[str(a), str(b)]))["version"]["segmentation"]
+    assert [_without_lastmod(x) for x in parent["bodies"]] == \
+        [model.expected(a), model.expected(b)]
+    assert [r["action"] for r in await _log(api, child)] == ["post-blocks", "merge"]
+    assert [r["action"] for r in await _log(api, root)] == ["post-blocks"]
+    error = await api.error("VERSION_LOCKED", MERGE, v=root, t=str(a), m=[str(b)])
+    assert "committed" in error["message"]
+
+
+async def test_bad_edits_change_nothing(api: Gql, rest: httpx.AsyncClient,
+                                        seg: tuple[str, Model]) -> None:
+    root, model = seg
+    a, b, c = model.largest(3)
+    missing = int(model.svs.max()) + 10
+    ids = [str(v) for v in (a, b, c, missing)]
+    before = await api.run(STATE, v=root, ids=ids)
+    voxels = await _rest_bodies(rest, root)
+
+    cases: list[tuple[str, str, str, dict[str, Any]]] = [
+        ("NOT_FOUND", "no body", MERGE, {"t": str(a), "m": [str(missing)]}),
+        ("NOT_FOUND", "no body", MERGE, {"t": str(missing), "m": [str(a)]}),
+        ("BAD_REQUEST", "itself", MERGE, {"t": str(a), "m": [str(a)]}),
+        ("BAD_REQUEST", "at least one body", MERGE, {"t": str(a), "m": []}),
+        ("BAD_REQUEST", "background", MERGE, {"t": str(a), "m": ["0"]}),
+        ("BAD_REQUEST", "UInt64", MERGE, {"t": str(a), "m": ["-1"]}),
+        ("BAD_REQUEST", "every supervoxel", CLEAVE, {"b": str(a), "s": [str(a)]}),
+        ("BAD_REQUEST", "not in body", CLEAVE, {"b": str(a), "s": [str(b)]}),
+        ("NOT_FOUND", "no body", CLEAVE, {"b": str(missing), "s": [str(a)]}),
+        ("BAD_REQUEST", "at least one supervoxel", CLEAVE, {"b": str(a), "s": []}),
+        ("BAD_REQUEST", "already a body", RENUMBER,
+         {"p": [{"newLabel": str(b), "oldLabel": str(a)}]}),
+        ("NOT_FOUND", "no body", RENUMBER,
+         {"p": [{"newLabel": "777", "oldLabel": str(missing)}]}),
+        ("BAD_REQUEST", "once", RENUMBER, {"p": [{"newLabel": "777", "oldLabel": str(a)},
+                                                 {"newLabel": "777", "oldLabel": str(b)}]}),
+        ("BAD_REQUEST", "at least one", RENUMBER, {"p": []}),
+    ]
+    for code, words, query, variables in cases:
+        error = await api.error(code, query, v=root, **variables)
+        assert words in error["message"], (words, error)
+    other = MERGE.replace('instance: "seg"', 'instance: "kv"')
+    error = await api.error("BAD_REQUEST", other, v=root, t=str(a), m=[str(b)])
+    assert "not labelmap" in error["message"]
+    error = await api.error("NOT_FOUND", LOG.replace('"seg"', '"nope"'), v=root, since="0",
+                            limit=10)
+    assert "no data instance" in error["message"]
+    error = await api.error("BAD_REQUEST", LOG, v=root, since="0", limit=0)
+    assert "limit" in error["message"]
+    assert await api.run(STATE, v=root, ids=ids) == before
+    assert np.array_equal(await _rest_bodies(rest, root), voxels)
+
+
+async def test_one_websocket_sees_its_own_edits(server: LiveServer,
+                                                seg: tuple[str, Model]) -> None:
+    """A WebSocket connection keeps one context for all its operations: bodies read after
+    an edit on it are read again, not remembered."""
+    root, model = seg
+    a, b = model.largest(2)
+    query = """query($v: String!, $ids: [UInt64!]!) { version(ref: $v) {
+        segmentation(instance: "seg") { bodies(ids: $ids) { ...B } } } }""".replace(
+        "...B", BODY_FIELDS)
+    async with ws_session(server) as ws:
+        before = (await ws.run(query, v=root, ids=[str(a), str(b)]))
+        assert [_without_lastmod(x) for x in before["version"]["segmentation"]["bodies"]] == \
+            [model.expected(a), model.expected(b)]
+        await ws.run(MERGE, v=root, t=str(a), m=[str(b)])
+        model.mapping[b] = a
+        after = (await ws.run(query, v=root, ids=[str(a), str(b)]))
+        assert [_without_lastmod(x) for x in after["version"]["segmentation"]["bodies"]] == \
+            [model.expected(a), None]
+
+
+async def test_read_only_server_refuses_edits(make_server: Any) -> None:
+    first: LiveServer = make_server()
+    with httpx.Client(base_url=first.url, timeout=30) as http:
+        root, model = _ingest(http)
+    first.stop()
+    live: LiveServer = make_server("--read-only", like=first)
+    a, b = model.largest(2)
+    async with http_session(live) as api:
+        for query, variables in ((MERGE, {"t": str(a), "m": [str(b)]}),
+                                 (CLEAVE, {"b": str(a), "s": [str(a)]}),
+                                 (RENUMBER, {"p": [{"newLabel": "9", "oldLabel": str(a)}]})):
+            await api.error("READ_ONLY", query, v=root, **variables)
+        found = await api.run(STATE, v=root, ids=[str(a), str(b)])
+        assert [_without_lastmod(x) for x in found["version"]["segmentation"]["bodies"]] == \
+            [model.expected(a), model.expected(b)]
 
 
 # ----- in process: the loaders batch ---------------------------------------------------------
