@@ -1,7 +1,7 @@
 """Bodies of a segmentation (labelmap) for GraphQL: label indices, last modifications and the
 supervoxel-to-body mapping read in batches through per-request DataLoaders, the instance's
-mutation log, and the proofreading edits (merge, cleave, renumber), all through the
-datatype's operations."""
+mutation log, and the proofreading edits (merge, cleave, renumber, split of a supervoxel), all
+through the datatype's operations."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import numpy as np
 from strawberry.dataloader import DataLoader
 
 from dvidql.codec.labelindex import LabelIndex
+from dvidql.codec.sparsevol import decode_rles
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.labelmap import LabelmapType, bodies, edits, model
-from dvidql.errors import BadRequest
+from dvidql.datatypes.labelmap import split as split_ops
+from dvidql.errors import BadRequest, Forbidden
 from dvidql.events import log as mutation_log
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_BODIES",
     "MAX_MUTATIONS",
+    "MAX_RUNS",
     "BodyLoaders",
     "block_count",
     "body_of_supervoxel",
@@ -40,10 +43,12 @@ __all__ = [
     "next_label",
     "open_for_edit",
     "renumber",
+    "split_supervoxel",
 ]
 
 MAX_BODIES = 10_000  # bodies per query; more go to the REST indices endpoint
 MAX_MUTATIONS = 10_000  # log records per query; page on with since=
+MAX_RUNS = 100_000  # runs per split; more go to the REST split-supervoxel endpoint
 _LOG_PAGE = 1_000  # log records read at a time while looking for this instance's
 
 K = TypeVar("K", bound=Hashable)
@@ -191,25 +196,31 @@ def open_for_edit(ctx: Context, ref: str, name: str) -> DataHandle:
     return handle
 
 
+def _begin(ctx: Context, ref: str, name: str, user: str, app: str,
+           refusal: str | None = None) -> tuple[DataHandle, model.ModInfo]:
+    """The start every edit shares: the write policy first, so that a caller it refuses
+    learns nothing of the arguments, then ``refusal``, what is wrong with them if anything."""
+    h = open_for_edit(ctx, ref, name)
+    if refusal is not None:
+        raise BadRequest(refusal)
+    return h, model.ModInfo(user, app)
+
+
 async def merge(ctx: Context, ref: str, name: str, target: int, merged: Sequence[int],
                 user: str, app: str) -> tuple[DataHandle, int]:
     """Merge bodies ``merged`` into ``target``; returns the handle and the mutation id."""
-    h = open_for_edit(ctx, ref, name)
-    if not merged:
-        raise BadRequest("mergeBodies needs at least one body in 'merged' to merge into the "
-                         "target")
-    return h, await edits.merge(h, [target, *merged], model.ModInfo(user, app))
+    h, mod = _begin(ctx, ref, name, user, app, None if merged else (
+        "mergeBodies needs at least one body in 'merged' to merge into the target"))
+    return h, await edits.merge(h, [target, *merged], mod)
 
 
 async def cleave(ctx: Context, ref: str, name: str, body: int, supervoxels: Sequence[int],
                  user: str, app: str) -> tuple[DataHandle, int, int]:
     """Move ``supervoxels`` of ``body`` into a new body; returns the handle, the new label
     and the mutation id."""
-    h = open_for_edit(ctx, ref, name)
-    if not supervoxels:
-        raise BadRequest("cleaveBody needs at least one supervoxel in 'supervoxels' to cleave "
-                         "off")
-    new, mutation_id = await edits.cleave(h, body, supervoxels, model.ModInfo(user, app))
+    h, mod = _begin(ctx, ref, name, user, app, None if supervoxels else (
+        "cleaveBody needs at least one supervoxel in 'supervoxels' to cleave off"))
+    new, mutation_id = await edits.cleave(h, body, supervoxels, mod)
     return h, new, mutation_id
 
 
@@ -217,7 +228,42 @@ async def renumber(ctx: Context, ref: str, name: str, pairs: Sequence[tuple[int,
                    user: str, app: str) -> tuple[DataHandle, int]:
     """Give bodies new ids, ``(new, old)`` pairs, in one mutation; returns the handle and
     the mutation id."""
-    h = open_for_edit(ctx, ref, name)
-    if not pairs:
-        raise BadRequest("renumberBodies needs at least one {newLabel, oldLabel} pair")
-    return h, await edits.renumber(h, pairs, model.ModInfo(user, app))
+    h, mod = _begin(ctx, ref, name, user, app, None if pairs else (
+        "renumberBodies needs at least one {newLabel, oldLabel} pair"))
+    return h, await edits.renumber(h, pairs, mod)
+
+
+def _split_runs(runs: Sequence[Sequence[int]] | None, rles: bytes | None) -> np.ndarray:
+    """The (n, 4) x, y, z, length runs of a split, from exactly one of the two forms a
+    client may send; the datatype refuses empty splits and runs of no length."""
+    if (runs is None) == (rles is None):
+        raise BadRequest("splitSupervoxel takes its voxels in exactly one of 'runs' and "
+                         "'rles'")
+    if rles is None:
+        found = np.array(runs, np.int32).reshape(-1, 4)
+    else:
+        try:
+            found = decode_rles(rles)
+        except ValueError as exc:
+            raise BadRequest(f"'rles' must be a sparse volume in DVID's rles format: {exc}"
+                             ) from None
+    if len(found) > MAX_RUNS:
+        raise BadRequest(f"{len(found)} runs are more than the {MAX_RUNS} a mutation takes; "
+                         "POST them to the REST split-supervoxel endpoint instead")
+    return found
+
+
+async def split_supervoxel(ctx: Context, ref: str, name: str, supervoxel: int,
+                           runs: Sequence[Sequence[int]] | None, rles: bytes | None,
+                           split_id: int, remain_id: int, downres: bool, user: str, app: str
+                           ) -> tuple[DataHandle, int, int, int]:
+    """Split the voxels of ``runs`` (x, y, z, length) or ``rles`` (DVID's binary sparse
+    volume) off ``supervoxel`` into a new supervoxel of its body (ids 0: allocated);
+    returns the handle, the split and remain ids (0: nothing remains) and the mutation id."""
+    h, mod = _begin(ctx, ref, name, user, app)
+    if not ctx.service.settings.allow_labelmap_split:
+        raise Forbidden("labelmap splits are disabled on this server (allow_labelmap_split)")
+    split, remain, mutation_id = await split_ops.split_supervoxel(
+        h, supervoxel, _split_runs(runs, rles), mod, split_id=split_id, remain_id=remain_id,
+        downres=downres)
+    return h, split, remain, mutation_id

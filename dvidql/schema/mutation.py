@@ -25,15 +25,17 @@ from dvidql.schema.types import (
     RenumberBodiesResult,
     RenumberPair,
     Repo,
+    SplitRun,
+    SplitSupervoxelResult,
     Version,
 )
 
 __all__ = ["Mutation"]
 
 Ctx = Info[Context, None]
-VERSION = "Reference to the version (UUID or prefix, 'uuid:branch'...)."
+Ref = Annotated[str, arg("Reference to the version (UUID or prefix, 'uuid:branch'...).")]
 NEW_UUID = "UUID for the new version (32 hex digits); a random one if omitted."
-SEGMENTATION = "Name of a labelmap instance."
+LabelmapName = Annotated[str, arg("Name of a labelmap instance.")]
 User = Annotated[str, arg("Who asks for the edit (DVID's u=), kept in the log and lastmod.")]
 App = Annotated[str, arg("The application asking (DVID's app=), kept in the log and lastmod.")]
 
@@ -76,7 +78,7 @@ class Mutation:
     async def commit(
         self,
         info: Ctx,
-        version: Annotated[str, arg(VERSION)],
+        version: Ref,
         note: Annotated[str | None, arg("New note for the version; unchanged if "
                                         "omitted.")] = None,
         log: Annotated[list[str] | None, arg("Messages appended to the version's "
@@ -89,7 +91,7 @@ class Mutation:
     async def new_version(
         self,
         info: Ctx,
-        parent: Annotated[str, arg(VERSION)],
+        parent: Ref,
         note: Annotated[str, arg("Note for the new version.")] = "",
         uuid: Annotated[str | None, arg(NEW_UUID)] = None,
     ) -> Version:
@@ -100,7 +102,7 @@ class Mutation:
     async def branch(
         self,
         info: Ctx,
-        parent: Annotated[str, arg(VERSION)],
+        parent: Ref,
         name: Annotated[str, arg("Name of the new branch, unused in the repo.")],
         note: Annotated[str, arg("Note for the new version.")] = "",
         uuid: Annotated[str | None, arg(NEW_UUID)] = None,
@@ -112,7 +114,7 @@ class Mutation:
     async def tag(
         self,
         info: Ctx,
-        version: Annotated[str, arg(VERSION)],
+        version: Ref,
         tag: Annotated[str, arg("The tag, usable wherever a UUID is.")],
         note: Annotated[str, arg("Note for the tag version.")] = "",
     ) -> Version:
@@ -139,7 +141,7 @@ class Mutation:
     async def put_key(
         self,
         info: Ctx,
-        version: Annotated[str, arg(VERSION)],
+        version: Ref,
         instance: Annotated[str, arg("Name of a keyvalue instance.")],
         key: Annotated[str, arg("The key.")],
         value: Annotated[Base64 | None, arg("The value as base64.")] = None,
@@ -153,7 +155,7 @@ class Mutation:
     async def delete_key(
         self,
         info: Ctx,
-        version: Annotated[str, arg(VERSION)],
+        version: Ref,
         instance: Annotated[str, arg("Name of a keyvalue instance.")],
         key: Annotated[str, arg("The key.")],
     ) -> KeyMutationResult:
@@ -164,7 +166,7 @@ class Mutation:
     async def set_note(
         self,
         info: Ctx,
-        version: Annotated[str, arg(VERSION)],
+        version: Ref,
         note: Annotated[str, arg("The new note.")],
     ) -> Version:
         return Version.of(await repo_resolvers.set_note(info.context, version, note))
@@ -173,7 +175,7 @@ class Mutation:
     async def append_log(
         self,
         info: Ctx,
-        version: Annotated[str, arg(VERSION)],
+        version: Ref,
         messages: Annotated[list[str], arg("Messages to append, in order.")],
     ) -> Version:
         return Version.of(await repo_resolvers.append_log(info.context, version, messages))
@@ -183,8 +185,8 @@ class Mutation:
     async def merge_bodies(
         self,
         info: Ctx,
-        version: Annotated[str, arg(VERSION)],
-        instance: Annotated[str, arg(SEGMENTATION)],
+        version: Ref,
+        instance: LabelmapName,
         target: Annotated[UInt64, arg("The body that remains.")],
         merged: Annotated[list[UInt64], arg("The bodies merged into it.")],
         user: User = "",
@@ -201,8 +203,8 @@ class Mutation:
     async def cleave_body(
         self,
         info: Ctx,
-        version: Annotated[str, arg(VERSION)],
-        instance: Annotated[str, arg(SEGMENTATION)],
+        version: Ref,
+        instance: LabelmapName,
         body: Annotated[UInt64, arg("The body to cleave.")],
         supervoxels: Annotated[list[UInt64], arg("Its supervoxels that go to the new body.")],
         user: User = "",
@@ -219,8 +221,8 @@ class Mutation:
     async def renumber_bodies(
         self,
         info: Ctx,
-        version: Annotated[str, arg(VERSION)],
-        instance: Annotated[str, arg(SEGMENTATION)],
+        version: Ref,
+        instance: LabelmapName,
         pairs: Annotated[list[RenumberPair], arg("Each body's new and current id.")],
         user: User = "",
         app: App = "",
@@ -230,3 +232,43 @@ class Mutation:
             user, app)
         return RenumberBodiesResult(handle=handle, mutation_id=UInt64(mutation_id),
                                     new_labels=[p.new_label for p in pairs])
+
+    @strawberry.mutation(description="Split some voxels off a supervoxel: those in the given "
+                                     "runs become a new supervoxel, the rest another, both in "
+                                     "the same body, and the old id maps to no body. Refused, "
+                                     "changing nothing, unless every voxel of the runs belongs "
+                                     "to the supervoxel, or if a chosen id is in use. "
+                                     "Servers with allow_labelmap_split=false refuse it "
+                                     "(FORBIDDEN).")
+    async def split_supervoxel(
+        self,
+        info: Ctx,
+        version: Ref,
+        instance: LabelmapName,
+        supervoxel: Annotated[UInt64, arg("The supervoxel to split.")],
+        runs: Annotated[list[SplitRun] | None, arg(
+            "The voxels to split off as runs along x (up to 100,000). Give these or "
+            "'rles', not both.")] = None,
+        rles: Annotated[Base64 | None, arg(
+            "The voxels to split off as DVID's binary rles sparse volume (the body of REST's "
+            "POST split-supervoxel: a 12-byte header, then int32 x, y, z, length per run, "
+            "little-endian), base64. Give this or 'runs', not both.")] = None,
+        split_supervoxel: Annotated[UInt64 | None, arg(
+            "Id for the part in the runs (DVID's split=); allocated if omitted.")] = None,
+        remain_supervoxel: Annotated[UInt64 | None, arg(
+            "Id for the part outside the runs (DVID's remain=); allocated if omitted, none "
+            "if nothing remains.")
+        ] = None,
+        downres: Annotated[bool, arg(
+            "False leaves the lower scales as they are, for clients that post them "
+            "themselves.")] = True,
+        user: User = "",
+        app: App = "",
+    ) -> SplitSupervoxelResult:
+        handle, split, remain, mutation_id = await body_resolvers.split_supervoxel(
+            info.context, version, instance, supervoxel,
+            None if runs is None else [(r.x, r.y, r.z, r.length) for r in runs], rles,
+            split_supervoxel or 0, remain_supervoxel or 0, downres, user, app)
+        return SplitSupervoxelResult(handle=handle, mutation_id=UInt64(mutation_id),
+                                     supervoxel=supervoxel, split_supervoxel=UInt64(split),
+                                     remain_supervoxel=UInt64(remain) if remain else None)

@@ -47,6 +47,8 @@ __all__ = [
     "Repo",
     "Segmentation",
     "ServerInfo",
+    "SplitRun",
+    "SplitSupervoxelResult",
     "Supervoxel",
     "SupervoxelSize",
     "Tag",
@@ -587,15 +589,13 @@ class Segmentation(_Volume):
                                   "(never written, merged or renumbered away). Bodies asked "
                                   "for together in one query are read in one batch.")
     async def body(self, info: Info[Context, None], id_: BodyId) -> Body | None:
-        return Body.of(self.handle,
-                       await body_resolvers.index_of_body(info.context, self.handle, id_))
+        return await Body.load(info, self.handle, id_)
 
     @strawberry.field(description="Bodies by id, in the order given (up to 10,000), null "
                                   "where a body has no voxels; read in one batch.")
     async def bodies(self, info: Info[Context, None],
                      ids: Annotated[list[UInt64], arg("Body ids.")]) -> list[Body | None]:
-        found = await body_resolvers.indices_of_bodies(info.context, self.handle, ids)
-        return [Body.of(self.handle, index) for index in found]
+        return await Body.load_many(info, self.handle, ids)
 
     @strawberry.field(description="A supervoxel by id, or null if it has no voxels at this "
                                   "version.")
@@ -664,6 +664,27 @@ class Body(_Indexed):
     def of(cls, handle: DataHandle, index: LabelIndex | None) -> Body | None:
         return None if index is None else cls(handle=handle, index=index)
 
+    @classmethod
+    async def load(cls, info: Info[Context, None], handle: DataHandle, label: int
+                   ) -> Body | None:
+        """The body ``label`` through the request's loaders, so that bodies asked for
+        anywhere in one query are read in one batch."""
+        return cls.of(handle, await body_resolvers.index_of_body(info.context, handle, label))
+
+    @classmethod
+    async def load_many(cls, info: Info[Context, None], handle: DataHandle,
+                        labels: list[UInt64]) -> list[Body | None]:
+        """Bodies in the order given, null where missing, in the same batch as ``load``."""
+        found = await body_resolvers.indices_of_bodies(info.context, handle, labels)
+        return [cls.of(handle, index) for index in found]
+
+    @classmethod
+    async def owning(cls, info: Info[Context, None], handle: DataHandle, supervoxel: int
+                     ) -> Body | None:
+        """The body a supervoxel belongs to at the handle's version."""
+        owner = await body_resolvers.body_of_supervoxel(info.context, handle, supervoxel)
+        return await cls.load(info, handle, owner)
+
     @strawberry.field(description="Its supervoxels, in increasing order.")
     def supervoxels(self) -> list[UInt64]:
         return [UInt64(v) for v in self.index.supervoxels().tolist()]
@@ -691,10 +712,7 @@ class Body(_Indexed):
 class Supervoxel(_Indexed):
     @strawberry.field(description="The body it belongs to at this version.")
     async def body(self, info: Info[Context, None]) -> Body | None:
-        owner = await body_resolvers.body_of_supervoxel(info.context, self.handle,
-                                                        self.index.label)
-        return Body.of(self.handle,
-                       await body_resolvers.index_of_body(info.context, self.handle, owner))
+        return await Body.owning(info, self.handle, self.index.label)
 
 
 @strawberry.type(description="One record of the mutation log.")
@@ -734,9 +752,15 @@ class _BodyEdit:
     handle: strawberry.Private[DataHandle]
     mutation_id: UInt64 = strawberry.field(description="Id of the mutation in the repo's log.")
 
-    async def _body(self, info: Info[Context, None], label: int) -> Body | None:
-        return Body.of(self.handle,
-                       await body_resolvers.index_of_body(info.context, self.handle, label))
+
+@strawberry.input(description="A run of voxels along x: 'length' voxels from [x, y, z] to "
+                              "[x + length - 1, y, z]. A list of them is the sparse volume "
+                              "DVID's rles format carries.")
+class SplitRun:
+    x: int = strawberry.field(description="x of the run's first voxel.")
+    y: int = strawberry.field(description="y of the run's voxels.")
+    z: int = strawberry.field(description="z of the run's voxels.")
+    length: int = strawberry.field(description="Voxels in the run (at least 1).")
 
 
 @strawberry.type(description="The outcome of a merge of bodies.")
@@ -747,7 +771,7 @@ class MergeBodiesResult(_BodyEdit):
 
     @strawberry.field(description="The target body after the merge.")
     async def body(self, info: Info[Context, None]) -> Body | None:
-        return await self._body(info, self.target)
+        return await Body.load(info, self.handle, self.target)
 
 
 @strawberry.type(description="The outcome of a cleave: some supervoxels of a body moved to a "
@@ -759,11 +783,11 @@ class CleaveBodyResult(_BodyEdit):
 
     @strawberry.field(description="The new body.")
     async def cleaved_body(self, info: Info[Context, None]) -> Body | None:
-        return await self._body(info, self.cleaved_label)
+        return await Body.load(info, self.handle, self.cleaved_label)
 
     @strawberry.field(description="What is left of the cleaved body.")
     async def remaining_body(self, info: Info[Context, None]) -> Body | None:
-        return await self._body(info, self.original)
+        return await Body.load(info, self.handle, self.original)
 
 
 @strawberry.type(description="The outcome of a renumbering of bodies.")
@@ -772,6 +796,21 @@ class RenumberBodiesResult(_BodyEdit):
 
     @strawberry.field(description="The bodies at their new ids, in the order given.")
     async def bodies(self, info: Info[Context, None]) -> list[Body | None]:
-        found = await body_resolvers.indices_of_bodies(info.context, self.handle,
-                                                       self.new_labels)
-        return [Body.of(self.handle, index) for index in found]
+        return await Body.load_many(info, self.handle, self.new_labels)
+
+
+@strawberry.type(description="The outcome of a split of a supervoxel: its voxels in the runs "
+                             "became one new supervoxel, the rest another, both in its body; "
+                             "its own id now maps to no body.")
+class SplitSupervoxelResult(_BodyEdit):
+    supervoxel: UInt64 = strawberry.field(description="The supervoxel split (its id is "
+                                                      "retired).")
+    split_supervoxel: UInt64 = strawberry.field(description="Id of the new supervoxel holding "
+                                                            "the voxels of the runs.")
+    remain_supervoxel: UInt64 | None = strawberry.field(
+        description="Id of the new supervoxel holding the voxels outside the runs; null when "
+                    "the runs held all of the supervoxel (DVID's 0).")
+
+    @strawberry.field(description="The body holding both parts, after the split.")
+    async def body(self, info: Info[Context, None]) -> Body | None:
+        return await Body.owning(info, self.handle, self.split_supervoxel)

@@ -5,11 +5,9 @@ model; edits on a branch stay off its parent; bad edits are refused and change n
 
 from __future__ import annotations
 
-import gzip
 import signal
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -23,17 +21,11 @@ from dvidql.codec.labelindex import (
     encode_mapping_ops,
 )
 from dvidql.codec.sparsevol import decode_blocks, decode_rles, decode_srles, encode_rles, mask_runs
+from tests.fly_samples import SHAPE, two_samples
 from tests.rest.conftest import child
 from tests.rest.test_bad_input import assert_error
 
-FIXTURES = Path(__file__).resolve().parents[1] / "codec" / "fixtures"
 BLOCK = 32
-SHAPE = (64, 64, 128)  # z, y, x
-
-
-def _sample(name: str) -> np.ndarray:
-    raw = gzip.decompress((FIXTURES / f"{name}-64x64x64-sample1.dat.gz").read_bytes())
-    return np.frombuffer(raw, "<u8").reshape(64, 64, 64).astype(np.uint64)
 
 
 class Model:
@@ -108,7 +100,7 @@ def seg(client: httpx.Client) -> tuple[str, Model]:
     made = client.post(f"/api/repo/{root}/instance",
                        json={"typename": "labelmap", "dataname": "seg", "BlockSize": "32"})
     assert made.status_code == 200, made.text
-    volume = np.concatenate([_sample("fib19"), _sample("cx")], axis=2)
+    volume = two_samples()
     posted = client.post(_url(root, "raw/0_1_2/128_64_64/0_0_0"),
                          params={"u": "ingester", "app": "test"},
                          content=volume.astype("<u8").tobytes())
@@ -346,7 +338,7 @@ def _scaled_seg(client: httpx.Client, levels: int = 1) -> tuple[str, Model]:
     assert client.post(f"/api/repo/{root}/instance", json={
         "typename": "labelmap", "dataname": "seg", "BlockSize": "32",
         "MaxDownresLevel": str(levels)}).status_code == 200
-    model = Model(np.concatenate([_sample("fib19"), _sample("cx")], axis=2))
+    model = Model(two_samples())
     assert client.post(_url(root, "raw/0_1_2/128_64_64/0_0_0"),
                        content=model.svs.astype("<u8").tobytes()).status_code == 200
     return root, model

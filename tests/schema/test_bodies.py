@@ -1,11 +1,11 @@
 """Bodies and proofreading edits of the Segmentation type through a real GraphQL client,
 against real fly segmentation ingested over REST: body fields against numpy, many bodies in
-one query, merge / cleave / renumber through GraphQL read back over REST, the mutation log,
-and bad edits refused without changing anything."""
+one query, merge / cleave / renumber / split of a supervoxel through GraphQL read back over
+REST, the mutation log, and bad edits refused without changing anything."""
 
 from __future__ import annotations
 
-import gzip
+import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,29 +14,25 @@ import httpx
 import numpy as np
 import pytest
 
+from dvidql.codec.sparsevol import encode_rles, mask_runs
 from dvidql.config import Settings
 from dvidql.datatypes.labelmap import bodies as body_ops
 from dvidql.datatypes.labelmap import model as labelmap_model
 from dvidql.datatypes.labelmap import ops as labelmap_ops
 from dvidql.datatypes.voxels import parse_geometry
+from dvidql.resolvers.bodies import MAX_RUNS
 from dvidql.schema import schema
 from dvidql.schema.context import Context
 from dvidql.service import Service
 from dvidql.storage.memory import MemoryBlobStore, memory_meta_store
 from tests.conftest import LiveServer
+from tests.fly_samples import SHAPE, two_samples
 from tests.schema.conftest import Gql, commit, http_session, new_version, ws_session
 
-FIXTURES = Path(__file__).resolve().parents[1] / "codec" / "fixtures"
 BLOCK = 32
-SHAPE = (64, 64, 128)  # z, y, x
 
 BODY_FIELDS = """id voxelCount supervoxels supervoxelSizes { id voxelCount } blockCount
   boundingBox { minPoint maxPoint } lastModified { mutationId user time app }"""
-
-
-def _sample(name: str) -> np.ndarray:
-    raw = gzip.decompress((FIXTURES / f"{name}-64x64x64-sample1.dat.gz").read_bytes())
-    return np.frombuffer(raw, "<u8").reshape(64, 64, 64).astype(np.uint64)
 
 
 class Model:
@@ -81,9 +77,12 @@ def _url(uuid: str, path: str) -> str:
     return f"/api/node/{uuid}/seg/{path}"
 
 
-async def _rest_bodies(http: httpx.AsyncClient, uuid: str) -> np.ndarray:
+async def _rest_bodies(http: httpx.AsyncClient, uuid: str, *, supervoxels: bool = False
+                       ) -> np.ndarray:
+    """The whole volume read over REST: bodies, or supervoxels as stored."""
     size = "_".join(map(str, SHAPE[::-1]))
-    got = await http.get(_url(uuid, f"raw/0_1_2/{size}/0_0_0"))
+    got = await http.get(_url(uuid, f"raw/0_1_2/{size}/0_0_0"),
+                         params={"supervoxels": "true"} if supervoxels else None)
     assert got.status_code == 200, got.text
     return np.frombuffer(got.content, "<u8").reshape(SHAPE)
 
@@ -103,7 +102,7 @@ def _ingest(client: httpx.Client) -> tuple[str, Model]:
     assert made.status_code == 200, made.text
     assert client.post(f"/api/repo/{root}/instance",
                        json={"typename": "keyvalue", "dataname": "kv"}).status_code == 200
-    volume = np.concatenate([_sample("fib19"), _sample("cx")], axis=2)
+    volume = two_samples()
     posted = client.post(_url(root, "raw/0_1_2/128_64_64/0_0_0"),
                          params={"u": "ingester", "app": "test"},
                          content=volume.astype("<u8").tobytes())
@@ -393,11 +392,166 @@ async def test_read_only_server_refuses_edits(make_server: Any) -> None:
     async with http_session(live) as api:
         for query, variables in ((MERGE, {"t": str(a), "m": [str(b)]}),
                                  (CLEAVE, {"b": str(a), "s": [str(a)]}),
-                                 (RENUMBER, {"p": [{"newLabel": "9", "oldLabel": str(a)}]})):
+                                 (RENUMBER, {"p": [{"newLabel": "9", "oldLabel": str(a)}]}),
+                                 (SPLIT, {"s": str(a), "runs": _runs(model.svs == a)[:1]})):
             await api.error("READ_ONLY", query, v=root, **variables)
         found = await api.run(STATE, v=root, ids=[str(a), str(b)])
         assert [_without_lastmod(x) for x in found["version"]["segmentation"]["bodies"]] == \
             [model.expected(a), model.expected(b)]
+
+
+# ----- splits of supervoxels ------------------------------------------------------------------
+
+SPLIT = """
+mutation($v: String!, $s: UInt64!, $runs: [SplitRun!], $rles: Base64, $split: UInt64,
+         $remain: UInt64) {
+  splitSupervoxel(version: $v, instance: "seg", supervoxel: $s, runs: $runs, rles: $rles,
+                  splitSupervoxel: $split, remainSupervoxel: $remain, user: "dana",
+                  app: "neu3") {
+    mutationId supervoxel splitSupervoxel remainSupervoxel body { ...B } } }
+""".replace("...B", BODY_FIELDS)
+
+
+def _runs(mask: np.ndarray) -> list[dict[str, int]]:
+    """The mask's voxels as the mutation's list of x runs."""
+    return [dict(zip(("x", "y", "z", "length"), run, strict=True))
+            for run in mask_runs(mask).tolist()]
+
+
+def _rles(mask: np.ndarray) -> str:
+    """The mask's voxels as DVID's binary rles sparse volume, base64."""
+    return base64.b64encode(encode_rles(mask_runs(mask))).decode()
+
+
+async def _check_supervoxels(rest: httpx.AsyncClient, uuid: str, model: Model,
+                             body: int) -> None:
+    """REST reads at ``uuid`` agree with the model: supervoxels and bodies voxel for voxel,
+    the body's supervoxels, their sizes, and the supervoxel at a voxel of each."""
+    assert np.array_equal(await _rest_bodies(rest, uuid, supervoxels=True), model.svs)
+    assert np.array_equal(await _rest_bodies(rest, uuid), model.bodies())
+    members, counts = np.unique(model.svs[model.bodies() == body], return_counts=True)
+    assert (await rest.get(_url(uuid, f"supervoxels/{body}"))).json() == members.tolist()
+    sizes = await rest.request("GET", _url(uuid, "sizes"), params={"supervoxels": "true"},
+                               json=members.tolist())
+    assert sizes.json() == counts.tolist()
+    points = [np.argwhere(model.svs == sv)[0][::-1].tolist() for sv in members.tolist()]
+    labels = await rest.request("GET", _url(uuid, "labels"), params={"supervoxels": "true"},
+                                json=points)
+    assert labels.json() == members.tolist()
+
+
+async def test_split_supervoxel(api: Gql, server: LiveServer, rest: httpx.AsyncClient,
+                                seg: tuple[str, Model]) -> None:
+    """A split given as runs over HTTP, then the rest of it given as DVID's rles at a chosen
+    id over WebSocket: both parts stay in the body, voxels and sizes follow, the old ids
+    map to no body, and the log has each split whole."""
+    root, model = seg
+    a, b = model.largest(2)
+    await api.run(MERGE, v=root, t=str(a), m=[str(b)])
+    model.mapping[b] = a
+    part = (model.svs == b) & (np.arange(SHAPE[2]) < 70)[None, None, :]
+    assert part.any() and ((model.svs == b) & ~part).any()
+    top = int(model.svs.max())
+
+    found = (await api.run(SPLIT, v=root, s=str(b), runs=_runs(part)))["splitSupervoxel"]
+    split, remain = int(found["splitSupervoxel"]), int(found["remainSupervoxel"])
+    assert found["supervoxel"] == str(b)
+    assert split > top and remain > top and split != remain
+    model.svs[part] = split
+    model.svs[model.svs == b] = remain
+    model.mapping.update({split: a, remain: a})
+    assert _without_lastmod(found["body"]) == model.expected(a)
+    lastmod = found["body"]["lastModified"]
+    assert (lastmod["mutationId"], lastmod["user"], lastmod["app"]) == \
+        (found["mutationId"], "dana", "neu3")
+    await _check_supervoxels(rest, root, model, a)
+    mapped = await rest.request("GET", _url(root, "mapping"), json=[b, split, remain])
+    assert mapped.json() == [0, a, a]
+    (record,) = [r for r in await _log(api, root) if r["action"] == "split-supervoxel"]
+    assert record["mutationId"] == found["mutationId"]
+    assert (record["user"], record["app"]) == ("dana", "neu3")
+    assert {k: record["record"][k] for k in ("Supervoxel", "Body", "SplitSupervoxel",
+                                             "RemainSupervoxel", "SplitSize", "RemainSize")} \
+        == {"Supervoxel": b, "Body": a, "SplitSupervoxel": split, "RemainSupervoxel": remain,
+            "SplitSize": int(part.sum()), "RemainSize": int((model.svs == remain).sum())}
+    assert record["record"] in (await rest.get(_url(root, "mutations"))).json()
+    error = await api.error("NOT_FOUND", SPLIT, v=root, s=str(b), runs=_runs(part))
+    assert "was split" in error["message"]  # its id is retired
+
+    chosen = top + 1000
+    left = model.svs == remain
+    async with ws_session(server) as ws:
+        found = (await ws.run(SPLIT, v=root, s=str(remain), rles=_rles(left),
+                              split=str(chosen)))["splitSupervoxel"]
+    assert found["splitSupervoxel"] == str(chosen) and found["remainSupervoxel"] is None
+    model.svs[left] = chosen
+    model.mapping[chosen] = a
+    assert _without_lastmod(found["body"]) == model.expected(a)
+    await _check_supervoxels(rest, root, model, a)
+    state = (await api.run(STATE, v=root, ids=[str(a)]))["version"]["segmentation"]
+    assert state["maxLabel"] == str(chosen)  # a chosen id is never handed out again
+    assert state["mutations"][-1]["mutationId"] == found["mutationId"]
+
+
+async def test_bad_splits_change_nothing(api: Gql, rest: httpx.AsyncClient,
+                                         seg: tuple[str, Model]) -> None:
+    root, model = seg
+    a, b = model.largest(2)
+    missing = int(model.svs.max()) + 10
+    ids = [str(v) for v in (a, b, missing)]
+    of_a, of_b = _runs(model.svs == a), _runs(model.svs == b)
+    too_many = np.tile(np.array([[0, 0, 0, 1]], np.int32), (MAX_RUNS + 1, 1))
+    before = await api.run(STATE, v=root, ids=ids)
+
+    cases: list[tuple[str, str, dict[str, Any]]] = [
+        ("NOT_FOUND", "nothing was split", {"s": str(missing), "runs": of_a}),
+        ("BAD_REQUEST", "outside", {"s": str(a), "runs": of_b}),
+        ("BAD_REQUEST", "outside", {"s": str(a), "runs": [
+            {"x": 120, "y": 60, "z": 60, "length": 20}]}),  # past the volume's end
+        ("BAD_REQUEST", "length 0", {"s": str(a), "runs": [{**of_a[0], "length": 0}]}),
+        ("BAD_REQUEST", "no runs", {"s": str(a), "runs": []}),
+        ("BAD_REQUEST", "exactly one", {"s": str(a)}),
+        ("BAD_REQUEST", "exactly one", {"s": str(a), "runs": of_a,
+                                        "rles": _rles(model.svs == a)}),
+        ("BAD_REQUEST", "rles", {"s": str(a), "rles": base64.b64encode(b"\0\3").decode()}),
+        ("BAD_REQUEST", "base64", {"s": str(a), "rles": "not base64!"}),
+        ("BAD_REQUEST", "REST", {"s": str(a), "rles": base64.b64encode(
+            encode_rles(too_many)).decode()}),
+        ("GRAPHQL_VALIDATION", "length", {"s": str(a), "runs": [{"x": 1, "y": 2, "z": 3}]}),
+        ("BAD_REQUEST", "UInt64", {"s": "-1", "runs": of_a}),
+        ("BAD_REQUEST", "in use", {"s": str(a), "runs": of_a[:1], "split": str(b)}),
+        ("BAD_REQUEST", "in use", {"s": str(a), "runs": of_a[:1], "remain": str(b)}),
+        ("BAD_REQUEST", "differ", {"s": str(a), "runs": of_a[:1], "split": "900001",
+                                   "remain": "900001"}),
+    ]
+    for code, words, variables in cases:
+        error = await api.error(code, SPLIT, v=root, **variables)
+        assert words in error["message"], (words, error)
+    other = SPLIT.replace('instance: "seg"', 'instance: "kv"')
+    error = await api.error("BAD_REQUEST", other, v=root, s=str(a), runs=of_a)
+    assert "not labelmap" in error["message"]
+    assert await api.run(STATE, v=root, ids=ids) == before
+    assert np.array_equal(await _rest_bodies(rest, root, supervoxels=True), model.svs)
+
+    await commit(api, root)
+    committed = await api.run(STATE, v=root, ids=ids)
+    error = await api.error("VERSION_LOCKED", SPLIT, v=root, s=str(a), runs=of_a[:1])
+    assert "committed" in error["message"]
+    assert await api.run(STATE, v=root, ids=ids) == committed
+    assert np.array_equal(await _rest_bodies(rest, root, supervoxels=True), model.svs)
+
+
+async def test_split_can_be_disabled(make_server: Any) -> None:
+    live: LiveServer = make_server(env={"DVIDQL_ALLOW_LABELMAP_SPLIT": "false"})
+    with httpx.Client(base_url=live.url, timeout=30) as http:
+        root, model = _ingest(http)
+    a = model.largest(1)[0]
+    async with http_session(live) as api:
+        before = await api.run(STATE, v=root, ids=[str(a)])
+        error = await api.error("FORBIDDEN", SPLIT, v=root, s=str(a),
+                                runs=_runs(model.svs == a)[:1])
+        assert "disabled" in error["message"]
+        assert await api.run(STATE, v=root, ids=[str(a)]) == before
 
 
 # ----- in process: the loaders batch ---------------------------------------------------------
@@ -418,7 +572,7 @@ async def test_body_fields_load_in_one_batch(service: Service,
     node = repo.nodes[repo.root_version]
     await service.create_instance(caller, repo, node, {"typename": "labelmap",
                                                        "dataname": "seg", "BlockSize": "32"})
-    volume = np.concatenate([_sample("fib19"), _sample("cx")], axis=2)
+    volume = two_samples()
     handle = service.handle(repo.root, "seg", caller, write=True)
     box = parse_geometry("0_1_2", "128_64_64", "0_0_0").box
     await labelmap_ops.write_label_box(handle, box, volume,
