@@ -1,10 +1,12 @@
 """DVID's compressed label block: golden data from DVID, blocks built by hand from the byte
 layout (dvid-reference.md §4.2), round trips and every malformed input; reading labels at a
-few voxels agrees with decoding the whole block."""
+few voxels agrees with decoding the whole block. Every test runs with the numba decoder and with
+the numpy fallback, and the two agree on random blocks, valid or corrupted."""
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import struct
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dvidql.codec import labelblock
 from dvidql.codec.labelblock import (
     block_labels,
     decode_label_block,
@@ -27,6 +30,17 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLES = ["fib19-64x64x64-sample1", "fib19-64x64x64-sample2", "cx-64x64x64-sample1",
            "cx-64x64x64-sample2"]
 CUBE = (64, 64, 64)
+NUMBA = importlib.util.find_spec("numba") is not None
+
+
+@pytest.fixture(autouse=True, params=["numba", "numpy"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs each test with the numba kernel and with the numpy fallback (a test that
+    parametrizes ``decoder`` itself replaces this and chooses on its own)."""
+    if request.param == "numba" and not NUMBA:
+        pytest.skip("numba (the fast extra) is not installed")
+    monkeypatch.setattr(labelblock, "use_numba", request.param == "numba")
+    return str(request.param)
 
 
 def sample(name: str) -> np.ndarray:
@@ -422,3 +436,49 @@ def test_labels_at_bad_points(points: np.ndarray) -> None:
 def test_labels_at_voxels_bad_shape() -> None:
     with pytest.raises(ValueError, match="multiple of 8 up to 1024"):
         labels_at_voxels(TWO, (8, 8, 12), np.zeros((1, 3), np.int64))
+
+
+# ----- the numba kernel against the numpy fallback --------------------------------------------
+
+def decode_both(data: bytes, shape: tuple[int, int, int],
+                relabel: object) -> list[np.ndarray | str]:
+    """What each decoder makes of the bytes: the labels, or its ValueError's message."""
+    outcomes: list[np.ndarray | str] = []
+    for numba in (True, False):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(labelblock, "use_numba", numba)
+            try:
+                outcomes.append(decode_label_block(data, shape, relabel))  # type: ignore[arg-type]
+            except ValueError as error:
+                outcomes.append(str(error))
+    return outcomes
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba (the fast extra) is not installed")
+@pytest.mark.parametrize("decoder", ["both"])  # replaces the fixture: this test runs both
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(sub_block_counts(), label_blocks()), st.data(), st.booleans())
+def test_numba_and_numpy_decoders_agree(decoder: str, labels: np.ndarray, data: st.DataObject,
+                                        mapped: bool) -> None:
+    """On valid blocks, and on blocks with a few bytes changed in their index lists or their
+    packed values (the checks before those are shared): the same labels or the same error."""
+    block = bytearray(encode_label_block(labels))
+    relabel = scramble if mapped else None
+    numba, numpy = decode_both(bytes(block), labels.shape, relabel)
+    np.testing.assert_array_equal(numba, labels if relabel is None else scramble(labels))
+    np.testing.assert_array_equal(numpy, numba)
+    counts = 16 + 8 * len(block_labels(block))
+    if counts == len(block):  # a solid block
+        return
+    lists = counts + 2 * (labels.size // 512)
+    values = lists + 4 * int(np.frombuffer(block, "<u2", labels.size // 512, counts).sum())
+    parts = [(lo, hi) for lo, hi in ((lists, values), (values, len(block))) if lo < hi]
+    lo, hi = data.draw(st.sampled_from(parts))
+    for at in data.draw(st.lists(st.integers(lo, hi - 1), min_size=1, max_size=4)):
+        block[at] ^= data.draw(st.integers(1, 255))
+    numba, numpy = decode_both(bytes(block), labels.shape, relabel)
+    assert type(numba) is type(numpy)
+    if isinstance(numba, str):
+        assert numba == numpy
+    else:
+        np.testing.assert_array_equal(numba, numpy)
