@@ -47,6 +47,8 @@ class Settings(BaseSettings):
         1024 * 1024 * 1024, gt=0, description="largest voxel response or write (413 beyond)")
     max_throttled_ops: int = Field(1, gt=0, description="concurrent throttle=true requests")
     inline_value_bytes: int = Field(64 * 1024, gt=0, description="larger values go to blobs")
+    block_cache_bytes: int = Field(256 * 1024 * 1024, ge=0, description="memory for blocks "
+                                   "decoded for hot reads, such as labels at points (0: none)")
     allow_labelmap_split: bool = Field(True, description="labelmap split and split-supervoxel "
                                        "(voxel rewrites) are served")
     log_level: str = "info"

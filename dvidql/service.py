@@ -80,7 +80,8 @@ async def check_stores(settings: Settings) -> None:
 class Service:
     def __init__(self, settings: Settings, meta: MetaStore, blobs: BlobStore) -> None:
         self.settings = settings
-        self.kv = VersionedKV(meta, blobs, inline_limit=settings.inline_value_bytes)
+        self.kv = VersionedKV(meta, blobs, inline_limit=settings.inline_value_bytes,
+                              cache_bytes=settings.block_cache_bytes)
         self.repos = RepoManager(meta, self.kv)
         self.started = time.time()
         self._throttled = 0

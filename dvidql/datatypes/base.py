@@ -85,7 +85,7 @@ class DataHandle:
     scale: int = 0  # the resolution level of block reads and writes (labelmap's scales)
 
     def at_scale(self, scale: int) -> DataHandle:
-        return replace(self, scale=scale)
+        return self if scale == self.scale else replace(self, scale=scale)
 
     @property
     def instance_id(self) -> int:

@@ -18,6 +18,7 @@ __all__ = [
     "Geometry",
     "Point",
     "block_coords",
+    "distinct_rows",
     "new_volume",
     "parse_block_list",
     "parse_geometry",
@@ -186,6 +187,24 @@ def block_coords(lo: Point, hi: Point) -> np.ndarray:
     zs, ys, xs = np.meshgrid(np.arange(lo[2], hi[2] + 1), np.arange(lo[1], hi[1] + 1),
                              np.arange(lo[0], hi[0] + 1), indexing="ij")
     return np.stack([xs.ravel(), ys.ravel(), zs.ravel()], axis=1)
+
+
+def distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of an (n, 3) integer array in sorted order and each row's place
+    among them, as ``np.unique(rows, axis=0, return_inverse=True)`` gives them but by one
+    1-D unique of the rows' numbers in their bounding box, which costs a fraction of it
+    (its row-sorting machinery alone costs tens of microseconds per call)."""
+    rows = np.asarray(rows, np.int64)
+    if len(rows) <= 1:
+        return rows, np.zeros(len(rows), np.intp)
+    lo = rows.min(axis=0)
+    span = rows.max(axis=0) - lo + 1
+    if float(np.prod(span, dtype=np.float64)) >= 2.0**62:  # too far apart to number
+        unique, inverse = np.unique(rows, axis=0, return_inverse=True)
+        return unique, inverse.reshape(-1)
+    numbers = np.ravel_multi_index(tuple((rows - lo).T), tuple(span.tolist()))
+    _, first, inverse = np.unique(numbers, return_index=True, return_inverse=True)
+    return rows[first], inverse.reshape(-1)
 
 
 def new_volume(box: Box, complete: bool, background: int, dtype: type = np.uint8) -> np.ndarray:

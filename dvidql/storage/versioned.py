@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
 from typing_extensions import Buffer
 
@@ -23,6 +24,7 @@ from dvidql.errors import BadRequest, KeyConflict, Unavailable
 from dvidql.parallel import in_parallel
 from dvidql.storage import keys as K
 from dvidql.storage.base import BlobStore, MetaStore, Txn
+from dvidql.storage.cache import DecodedCache
 
 __all__ = ["Lineage", "VersionedKV"]
 
@@ -31,6 +33,7 @@ _INLINE = 1
 _BLOB = 2
 _VERSION_SPAN = (b"\x00\x00\x00\x00", b"\xff\xff\xff\xff\x00")
 _MATERIALIZE_BATCH = 256
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,10 +112,12 @@ def resolve(entries: Iterable[tuple[int, bytes]], lineage: Lineage) -> bytes | N
 class VersionedKV:
     """Reads at a version, writes at a version, and merge-conflict scans, over two stores."""
 
-    def __init__(self, meta: MetaStore, blobs: BlobStore, *, inline_limit: int = 64 * 1024):
+    def __init__(self, meta: MetaStore, blobs: BlobStore, *, inline_limit: int = 64 * 1024,
+                 cache_bytes: int = 0):
         self.meta = meta
         self.blobs = blobs
         self.inline_limit = inline_limit
+        self.cache = DecodedCache(cache_bytes)
 
     # ----- reads -------------------------------------------------------------------------
 
@@ -158,6 +163,32 @@ class VersionedKV:
             return []
 
         await in_parallel(inline, work)
+
+    async def decoded(self, raws: Sequence[bytes], kind: str, decode: Callable[[Buffer], T],
+                      weigh: Callable[[T], int]) -> list[T]:
+        """``decode`` of the value of each tagged entry, run as :meth:`visit` runs it. What is
+        decoded from a blob is kept in :attr:`cache` under ``kind`` and the blob's reference
+        (``weigh`` gives its size), so the next read of that blob, at any version, neither
+        fetches nor decodes it. ``kind`` names the decoding: one blob may be decoded in
+        several ways."""
+        out: list[T | None] = [None] * len(raws)
+        missing = []
+        for i, raw in enumerate(raws):
+            hit = self.cache.get((kind, raw)) if raw[0] == _BLOB else None
+            if hit is None:
+                missing.append(i)
+            else:
+                out[i] = hit
+        if missing:
+            def grab(j: int, data: Buffer) -> None:
+                out[missing[j]] = decode(data)
+
+            await self.visit([raws[i] for i in missing], grab)
+            for i in missing:
+                value = out[i]
+                if raws[i][0] == _BLOB and value is not None:
+                    self.cache.put((kind, raws[i]), value, weigh(value))
+        return out  # type: ignore[return-value]
 
     async def get(self, instance: int, tkey: bytes, lineage: Lineage) -> bytes | None:
         raw = await self.get_raw(instance, tkey, lineage)

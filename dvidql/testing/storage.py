@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import ClassVar
 
 import pytest
+from typing_extensions import Buffer
 
 from dvidql.errors import BadRequest, KeyConflict, Locked
 from dvidql.ids import new_uuid
@@ -523,7 +524,7 @@ class VersionedWorld:
     def __init__(self, meta: MetaStore, blobs: BlobStore, *, inline_limit: int = 16) -> None:
         self.meta = meta
         self.blobs = blobs
-        self.kv = VersionedKV(meta, blobs, inline_limit=inline_limit)
+        self.kv = VersionedKV(meta, blobs, inline_limit=inline_limit, cache_bytes=1 << 20)
         self.repos = RepoManager(meta, self.kv)
         self.repo_id = 0
         self.ids: dict[str, int] = {}
@@ -763,6 +764,33 @@ class VersionedKVTests(_Suite):
         await w.put(v2, "b", b"large", values[b"large"])
         assert {ref async for ref in w.blobs.list()} == blobs
         assert await w.get(v2, "b", b"large") == values[b"large"]
+
+    async def test_decoded_blobs_are_decoded_once(self, world: VersionedWorld) -> None:
+        """What is decoded from a blob is kept by content: the same blob read again, at
+        another key or version, is neither fetched nor decoded; inline values always are."""
+        w = world
+        big, other = b"B" * (self.INLINE_LIMIT * 4), b"C" * (self.INLINE_LIMIT * 4)
+        await w.put(w.root, "a", b"k1", big)
+        await w.put(w.root, "a", b"k2", b"small")
+        v2 = await w.advance(w.root)
+        await w.put(v2, "a", b"k1", other)
+        await w.put(v2, "a", b"k3", big)
+        decoded: list[bytes] = []
+
+        def reverse(data: Buffer) -> bytes:
+            decoded.append(bytes(data))
+            return bytes(data)[::-1]
+
+        async def read(node: Node, tkeys: list[bytes], kind: str = "reversed") -> list[bytes]:
+            raws = await w.kv.get_raw_many(w.ids["a"], tkeys, w.lineage(node))
+            return await w.kv.decoded([r for r in raws if r is not None], kind, reverse, len)
+
+        assert await read(w.root, [b"k1", b"k2"]) == [big[::-1], b"llams"]
+        assert await read(v2, [b"k1", b"k2", b"k3"]) == [other[::-1], b"llams", big[::-1]]
+        assert await read(v2, [b"k3", b"k1"]) == [big[::-1], other[::-1]]
+        assert sorted(decoded) == sorted([big, other, b"small", b"small"])
+        assert await read(w.root, [b"k1"], "another decoding") == [big[::-1]]
+        assert decoded.count(big) == 2
 
     async def test_scan_bounds_and_keys_only(self, world: VersionedWorld) -> None:
         w = world

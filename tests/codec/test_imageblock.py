@@ -16,6 +16,7 @@ from dvidql.codec.images import ImageFormat
 from dvidql.datatypes.voxels import (
     Box,
     block_coords,
+    distinct_rows,
     new_volume,
     parse_geometry,
     paste,
@@ -113,3 +114,23 @@ def test_split_then_paste_equals_slicing(block, counts, corner, window, extent, 
                zip(overlap.offset, box.offset, overlap.size, strict=True)]
         want[dst[2], dst[1], dst[0]] = volume[src[2], src[1], src[0]]
     np.testing.assert_array_equal(out, want)
+
+
+coordinate = st.integers(-(2**28), 2**28)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(coordinate, coordinate, coordinate), max_size=30),
+       st.lists(st.integers(0, 29), max_size=20), st.booleans())
+def test_distinct_rows_equal_numpy_unique(rows: list[tuple[int, int, int]], repeats: list[int],
+                                          near: bool) -> None:
+    """Rows close together (numbered in their box) or far apart (numpy's row sort), with
+    repeats."""
+    array = np.array(rows + [rows[i % len(rows)] for i in repeats if rows], np.int64)
+    array = array.reshape(-1, 3) % 50 if near else array.reshape(-1, 3)
+    unique, inverse = distinct_rows(array)
+    if len(array) > 1:
+        expected, expected_inverse = np.unique(array, axis=0, return_inverse=True)
+        assert np.array_equal(unique, expected)
+        assert np.array_equal(inverse, expected_inverse.reshape(-1))
+    assert np.array_equal(unique[inverse], array)

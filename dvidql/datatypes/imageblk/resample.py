@@ -12,6 +12,7 @@ from PIL import Image
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk.ops import check_request_size, decode_stored, read_stored
+from dvidql.datatypes.voxels import distinct_rows
 from dvidql.errors import BadRequest
 
 __all__ = ["arb_grid", "read_arb", "stretch_isotropic"]
@@ -56,7 +57,7 @@ async def read_arb(h: DataHandle, top_left: Vector, top_right: Vector, bottom_le
     points = base[:, None, :] + corners[None, :, :]  # (n, 8, 3) voxel coordinates
     block = np.asarray(lay.block)
     cells = points // block
-    unique, index = np.unique(cells.reshape(-1, 3), axis=0, return_inverse=True)
+    unique, index = distinct_rows(cells.reshape(-1, 3))
     check_request_size(h, len(unique) * lay.block_voxels, "the blocks under this plane")
     voxels = await decode_stored(h, await read_stored(h, [tuple(map(int, c)) for c in unique]))
     stack = np.full((len(unique) + 1, *lay.block_shape), lay.background, np.uint8)

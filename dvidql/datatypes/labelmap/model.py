@@ -115,6 +115,8 @@ async def bodies_of(h: DataHandle, labels: np.ndarray, txn: Txn | None = None,
     """The body of each supervoxel (aligned; unmapped supervoxels are their own body, 0 stays
     0), with one batch of mapping reads; ``reads`` collects the entries read."""
     labels = np.asarray(labels, np.uint64)
+    if labels.size <= 1:  # already distinct: spare the sort
+        return (await _map_unique(h, labels.reshape(-1), txn, reads)).reshape(labels.shape)
     unique, inverse = np.unique(labels, return_inverse=True)
     mapped = await _map_unique(h, unique, txn, reads)
     return mapped[inverse.reshape(labels.shape)]

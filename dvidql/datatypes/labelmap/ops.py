@@ -24,7 +24,6 @@ from dvidql.datatypes.imageblk.ops import (
     check_request_size,
     downres,
     read_box,
-    read_stored,
     write_blocks,
 )
 from dvidql.datatypes.labelmap.downres import downres_labels
@@ -44,6 +43,7 @@ from dvidql.datatypes.voxels import (
     Box,
     Point,
     block_coords,
+    distinct_rows,
     new_volume,
     paste,
     split_blocks,
@@ -60,43 +60,46 @@ __all__ = ["ingest_compressed", "labels_at", "read_labels", "stream_payloads", "
 async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = False
                     ) -> np.ndarray:
     """The labels (bodies, or ``supervoxels``) at (n, 3) voxel x, y, z points, 0 where nothing
-    was written; each block under the points is read once and only the parts of it that
-    hold the points are decoded."""
+    was written; each block under the points is read once (from the cache of decoded blocks
+    when it is there) and only the parts of it that hold the points are decoded."""
     pts = np.asarray(points, np.int64).reshape(-1, 3)
     if pts.size and (pts.min() < INT32_MIN or pts.max() > INT32_MAX):
         raise BadRequest("points must lie within the 32-bit coordinate range")
     lay = layout(h.instance)
     block = np.asarray(lay.block, np.int64)
     coords = pts // block
-    unique, inverse = np.unique(coords, axis=0, return_inverse=True)
-    stored = await read_stored(h, [tuple(int(v) for v in c) for c in unique])
+    unique, inverse = distinct_rows(coords)
+    raws = await h.kv.get_raw_many(
+        h.instance_id, [block_tkey(c, h.scale) for c in map(tuple, unique.tolist())], h.lineage)
+    present = [i for i, raw in enumerate(raws) if raw is not None]
+    payloads = await _payloads(h, [raws[i] for i in present])  # type: ignore[misc]
     out = np.zeros(len(pts), np.uint64)
     local = (pts - coords * block)[:, ::-1]  # z, y, x within the block
-    # the points of block i are by_block[starts[i]:starts[i + 1]]
-    by_block = np.argsort(inverse.reshape(-1), kind="stable")
-    starts = np.searchsorted(inverse.reshape(-1)[by_block], np.arange(len(unique) + 1))
+    if len(present) == 1 and len(unique) == 1:  # one block: no grouping of points
+        out[:] = labels_at_voxels(payloads[0], lay.block_shape, local)
+    elif present:
+        # the points of block i are by_block[starts[i]:starts[i + 1]]
+        by_block = np.argsort(inverse, kind="stable")
+        starts = np.searchsorted(inverse[by_block], np.arange(len(unique) + 1))
 
-    def work(part: Sequence[int]) -> list[None]:
-        for i in part:
-            if stored[i] is not None:
-                mine = by_block[starts[i]:starts[i + 1]]
-                out[mine] = labels_at_voxels(deserialize(stored[i]), lay.block_shape,
-                                             local[mine])
-        return []
+        def work(part: Sequence[int]) -> list[None]:
+            for j in part:
+                mine = by_block[starts[present[j]]:starts[present[j] + 1]]
+                out[mine] = labels_at_voxels(payloads[j], lay.block_shape, local[mine])
+            return []
 
-    await in_parallel(range(len(unique)), work)
+        await in_parallel(range(len(present)), work)
     return out if supervoxels else await bodies_of(h, out)
 
 
+def _payload(stored: Buffer) -> bytes:
+    return bytes(deserialize(stored))
+
+
 async def _payloads(h: DataHandle, raws: Sequence[bytes]) -> list[bytes]:
-    """The compressed label blocks of stored entries (decompressed, not decoded)."""
-    out: list[bytes] = [b""] * len(raws)
-
-    def grab(i: int, stored: Buffer) -> None:
-        out[i] = bytes(deserialize(stored))
-
-    await h.kv.visit(raws, grab)
-    return out
+    """The compressed label blocks of stored entries (decompressed, not decoded), kept in the
+    store's cache of decoded blocks for the next read."""
+    return await h.kv.decoded(raws, "labelblock", _payload, len)
 
 
 async def read_labels(h: DataHandle, box: Box, *, supervoxels: bool = False) -> np.ndarray:
