@@ -3,11 +3,11 @@
 Both code the same real 64^3 uint64 blocks of fly EM segmentation (DVID's fixtures, four
 samples taken in turn), in the same run: dvidql's ``encode_label_block`` /
 ``decode_label_block`` against the C++ ``compressed_segmentation`` package's
-``compress(labels, order='C')`` / ``decompress(...)`` with its 8^3 sub-blocks. Decoding is timed
-with the active decoder (the numba kernel when numba is installed) and with the numpy fallback;
-the kernel is compiled, or loaded from numba's cache, before timing. MB/s counts the raw block
-(2 MiB of uint64 labels) per operation. The project's goals: decode at least 1.0x and encode at
-least 0.5x compressed_segmentation's throughput.
+``compress(labels, order='C')`` / ``decompress(...)`` with its 8^3 sub-blocks. dvidql is timed
+with the active implementation (numba kernels when numba is installed) and with the numpy
+fallback; kernels are compiled, or loaded from numba's cache, before timing. MB/s counts the raw
+block (2 MiB of uint64 labels) per operation. The project's goals: decode at least 1.0x and
+encode at least 0.5x compressed_segmentation's throughput.
 
 A third group times reading one voxel's label, as ``GET .../label`` does: ``labels_at_voxels``
 at one random point of a block against ``decode_label_block`` of the whole block and indexing
@@ -45,8 +45,8 @@ def load(name: str) -> np.ndarray:
 
 
 @contextmanager
-def decoder(name: str) -> Iterator[None]:
-    """Decode with the ``numba`` kernel or the ``numpy`` fallback inside the block."""
+def implementation(name: str) -> Iterator[None]:
+    """Code with the ``numba`` kernels or the ``numpy`` fallback inside the block."""
     active = labelblock.use_numba
     labelblock.use_numba = name == "numba"
     try:
@@ -64,17 +64,18 @@ def main() -> None:
     ours = [encode_label_block(b) for b in blocks]
     theirs = [cseg.compress(b, order="C") for b in blocks]
     active = "numba" if labelblock.use_numba else "numpy"
-    decoders = list(dict.fromkeys([active, "numpy"]))  # the active one first
+    implementations = list(dict.fromkeys([active, "numpy"]))  # the active one first
     for block, a, b in zip(blocks, ours, theirs, strict=True):
-        for name in decoders:  # also compiles the kernel
-            with decoder(name):
+        for name in implementations:  # also compiles the kernels
+            with implementation(name):
+                assert encode_label_block(block) == a
                 assert np.array_equal(decode_label_block(a, SHAPE), block)
         assert np.array_equal(cseg.decompress(b, SHAPE, np.uint64, order="C"), block)
     n = args.rounds * len(blocks)
     nbytes = blocks[0].nbytes
     bench = Bench("labelcodec", repeats=args.repeats, params={
         "samples": ",".join(SAMPLES), "block": "64^3 uint64", "ops": n,
-        "decoder": active, "numpy": np.__version__,
+        "implementation": active, "numpy": np.__version__,
         **({"numba": version("numba")} if active == "numba" else {}),
         "dvidql_bytes": sum(map(len, ours)), "cseg_bytes": sum(map(len, theirs))})
     k = len(blocks)
@@ -82,14 +83,16 @@ def main() -> None:
     for i, point in enumerate(points):
         assert labels_at_voxels(ours[i % k], SHAPE, point)[0] == blocks[i % k][tuple(point[0])]
     Op = Callable[[int], object]
-    # group: its baseline's name and operation, then dvidql's cases: name, decoder, operation
+    # group: its baseline's name and operation, then dvidql's cases: name, implementation, op
     cases: dict[str, tuple[str, Op, list[tuple[str, str, Op]]]] = {
         "encode": ("compressed_segmentation", lambda i: cseg.compress(blocks[i % k], order="C"),
-                   [("dvidql labelblock", active, lambda i: encode_label_block(blocks[i % k]))]),
+                   [(f"dvidql labelblock, {name}", name,
+                     lambda i: encode_label_block(blocks[i % k])) for name in implementations]),
         "decode": ("compressed_segmentation",
                    lambda i: cseg.decompress(theirs[i % k], SHAPE, np.uint64, order="C"),
                    [(f"dvidql labelblock, {name}", name,
-                     lambda i: decode_label_block(ours[i % k], SHAPE)) for name in decoders]),
+                     lambda i: decode_label_block(ours[i % k], SHAPE))
+                    for name in implementations]),
         "label at a point": (
             f"decode_label_block ({active}), then index",
             lambda i: decode_label_block(ours[i % k], SHAPE)[tuple(points[i, 0])],
@@ -100,8 +103,8 @@ def main() -> None:
     for group, (base_name, baseline, mine) in cases.items():
         size = None if group == "label at a point" else nbytes
         base = bench.measure(base_name, baseline, n, baseline=True, group=group, nbytes=size)
-        for name, decoding, op in mine:
-            with decoder(decoding):
+        for name, using, op in mine:
+            with implementation(using):
                 ratio = bench.measure(name, op, n, group=group, nbytes=size).ops_per_s / (
                     base.ops_per_s)
             verdict = "met" if ratio >= GOALS[group] else "NOT met"

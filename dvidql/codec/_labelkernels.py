@@ -3,8 +3,9 @@
 numba is the optional ``fast`` extra: labelblock imports this module when numba is installed and
 keeps its numpy code as the fallback. The numpy decoder needs several passes over every voxel
 (unpack bits, gather, transpose); the kernel reads each voxel's bits and writes its label in
-one pass. Kernels are cached on disk (no recompiling at every start-up) and release the GIL, so
-worker threads decode blocks in parallel.
+one pass. The encoder's numpy bit packing spends a byte on every bit first; its kernel does
+not. Kernels are cached on disk (no recompiling at every start-up) and release the GIL, so
+worker threads code blocks in parallel.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["decode_into"]
+__all__ = ["decode_into", "pack_values"]
 
 SUB = 8  # sub-block edge, as in labelblock
 
@@ -76,3 +77,22 @@ def decode_into(out: np.ndarray, stream: np.ndarray, ns: np.ndarray, indices: np
                 if bad:  # values of up to 2^width - 1 stayed inside table
                     return top, True
     return top, False
+
+
+@numba.njit(cache=True, nogil=True)
+def pack_values(values: np.ndarray, widths: np.ndarray, stream: np.ndarray) -> None:
+    """Pack each sub-block's values (a row of 512 in ``values``) MSB-first in ``widths`` bits
+    into ``stream``, sub-block after sub-block; those of width 0 take no bytes."""
+    at = 0
+    for s in range(values.shape[0]):
+        width = widths[s]
+        bits = np.int64(0)  # the `held` bits not yet written
+        held = 0
+        for k in range(SUB**3 if width else 0):
+            bits = (bits << width) | values[s, k]
+            held += width
+            while held >= 8:
+                held -= 8
+                stream[at] = (bits >> held) & 0xFF
+                at += 1
+            bits &= (1 << held) - 1

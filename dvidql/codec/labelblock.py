@@ -11,10 +11,10 @@ sub-block's list in order of first appearance within it, sub-blocks and the voxe
 both enumerated z, y, x with x fastest. Coding works on runs of equal labels in that order, so
 its cost follows the number of runs rather than the number of voxels; bits are packed and
 unpacked with numpy for all sub-blocks of one bit width at once, so the only Python loop is over
-the (at most 9) widths. With numba (the optional ``fast`` extra) installed, decoding runs instead
-in one compiled pass (:mod:`dvidql.codec._labelkernels`), faster than compressed_segmentation's
-C++ decoder (1.3-2.6x its throughput on 64^3 blocks, where the numpy code reaches about 0.5x);
-the numpy code stays as the fallback, selected by :data:`use_numba`.
+the (at most 9) widths. With numba (the optional ``fast`` extra) installed, compiled kernels
+(:mod:`dvidql.codec._labelkernels`) decode in one pass, faster than compressed_segmentation's C++
+decoder (1.3-2.6x its throughput on 64^3 blocks, where the numpy code reaches about 0.5x), and
+pack the encoder's bits; the numpy code stays as the fallback, selected by :data:`use_numba`.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ _VOXEL_STRIDES = np.array([SUB * SUB, SUB, 1])  # z, y, x inside a sub-block
 _0, _1, _3, _7, _9, _32 = (np.array(v) for v in (0, 1, 3, 7, 9, 32))
 _LOW32 = np.array(0xFFFFFFFF)
 
-# Whether decode_label_block uses the numba kernel: by default when numba is installed. Tests and
-# the benchmark turn it off to check and time the numpy fallback.
+# Whether the codec uses the numba kernels: by default when numba is installed. Tests and the
+# benchmark turn it off to check and time the numpy fallback.
 use_numba = _kernels is not None
 
 
@@ -163,9 +163,12 @@ def encode_label_block(labels: np.ndarray) -> bytes:
     widths = _WIDTH[ns]
     voxels = values_per_voxel.reshape(nsb, SUB_VOXELS)
     stream = np.empty(64 * int(widths.sum()), np.uint8)
-    for b, rows, at in _width_groups(widths):
-        bits = ((voxels[rows][:, :, None] >> _SHIFTS[-b:]) & 1).astype(np.uint8)
-        stream[at] = np.packbits(bits.reshape(len(rows), -1), axis=1)
+    if use_numba:
+        _kernels.pack_values(voxels, widths, stream)
+    else:
+        for b, rows, at in _width_groups(widths):
+            bits = ((voxels[rows][:, :, None] >> _SHIFTS[-b:]) & 1).astype(np.uint8)
+            stream[at] = np.packbits(bits.reshape(len(rows), -1), axis=1)
     return b"".join([
         header,
         palette.astype("<u8").tobytes(),

@@ -1,6 +1,6 @@
 """DVID's compressed label block: golden data from DVID, blocks built by hand from the byte
 layout (dvid-reference.md §4.2), round trips and every malformed input; reading labels at a
-few voxels agrees with decoding the whole block. Every test runs with the numba decoder and with
+few voxels agrees with decoding the whole block. Every test runs with the numba kernels and with
 the numpy fallback, and the two agree on random blocks, valid or corrupted."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +35,9 @@ NUMBA = importlib.util.find_spec("numba") is not None
 
 
 @pytest.fixture(autouse=True, params=["numba", "numpy"])
-def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs each test with the numba kernel and with the numpy fallback (a test that
-    parametrizes ``decoder`` itself replaces this and chooses on its own)."""
+def kernels(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs each test with the numba kernels and with the numpy fallback (a test that
+    parametrizes ``kernels`` itself replaces this and chooses on its own)."""
     if request.param == "numba" and not NUMBA:
         pytest.skip("numba (the fast extra) is not installed")
     monkeypatch.setattr(labelblock, "use_numba", request.param == "numba")
@@ -440,31 +441,38 @@ def test_labels_at_voxels_bad_shape() -> None:
 
 # ----- the numba kernel against the numpy fallback --------------------------------------------
 
-def decode_both(data: bytes, shape: tuple[int, int, int],
-                relabel: object) -> list[np.ndarray | str]:
-    """What each decoder makes of the bytes: the labels, or its ValueError's message."""
-    outcomes: list[np.ndarray | str] = []
+def both(run: Callable[[], object]) -> list[object]:
+    """What ``run`` gives with the numba kernels and with the numpy fallback: its result, or
+    its ValueError's message."""
+    outcomes: list[object] = []
     for numba in (True, False):
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(labelblock, "use_numba", numba)
             try:
-                outcomes.append(decode_label_block(data, shape, relabel))  # type: ignore[arg-type]
+                outcomes.append(run())
             except ValueError as error:
                 outcomes.append(str(error))
     return outcomes
 
 
 @pytest.mark.skipif(not NUMBA, reason="numba (the fast extra) is not installed")
-@pytest.mark.parametrize("decoder", ["both"])  # replaces the fixture: this test runs both
+@pytest.mark.parametrize("kernels", ["both"])  # replaces the fixture: this test runs both
 @settings(max_examples=60, deadline=None)
 @given(st.one_of(sub_block_counts(), label_blocks()), st.data(), st.booleans())
-def test_numba_and_numpy_decoders_agree(decoder: str, labels: np.ndarray, data: st.DataObject,
-                                        mapped: bool) -> None:
-    """On valid blocks, and on blocks with a few bytes changed in their index lists or their
-    packed values (the checks before those are shared): the same labels or the same error."""
-    block = bytearray(encode_label_block(labels))
+def test_numba_and_numpy_agree(kernels: str, labels: np.ndarray, data: st.DataObject,
+                               mapped: bool) -> None:
+    """The same bytes from the encoders; from the decoders, on valid blocks and on blocks with a
+    few bytes changed in their index lists or their packed values (the checks before those are
+    shared), the same labels or the same error."""
+    encoded, again = both(lambda: encode_label_block(labels))
+    assert encoded == again
+    block = bytearray(encoded)  # type: ignore[arg-type]
     relabel = scramble if mapped else None
-    numba, numpy = decode_both(bytes(block), labels.shape, relabel)
+
+    def decode() -> np.ndarray:
+        return decode_label_block(bytes(block), labels.shape, relabel)
+
+    numba, numpy = both(decode)
     np.testing.assert_array_equal(numba, labels if relabel is None else scramble(labels))
     np.testing.assert_array_equal(numpy, numba)
     counts = 16 + 8 * len(block_labels(block))
@@ -476,7 +484,7 @@ def test_numba_and_numpy_decoders_agree(decoder: str, labels: np.ndarray, data: 
     lo, hi = data.draw(st.sampled_from(parts))
     for at in data.draw(st.lists(st.integers(lo, hi - 1), min_size=1, max_size=4)):
         block[at] ^= data.draw(st.integers(1, 255))
-    numba, numpy = decode_both(bytes(block), labels.shape, relabel)
+    numba, numpy = both(decode)
     assert type(numba) is type(numpy)
     if isinstance(numba, str):
         assert numba == numpy
