@@ -5,15 +5,20 @@ The serving process owns the store, so ingest goes through the same HTTP API as 
 (and so works against DVID too). The volume is cut into batches of whole blocks; for each
 batch ingest asks which blocks the version already stores and posts only the missing ones.
 That makes a run resumable and idempotent: after an interruption the same command continues
-where it stopped, and a repeated run writes nothing. Sources are read lazily, one batch at a
-time, so a volume never has to fit in memory.
+where it stopped, and a repeated run writes no new voxels. Sources are read lazily, one batch
+at a time, so a volume never has to fit in memory.
 
 Grayscale (uint8) goes to a uint8blk instance: ``stored-blocks`` says what is stored, and
 ``blocks`` takes packed voxels. A segmentation (uint64, or uint32 or non-negative int64
 converted) goes to a labelmap instance: the block stream of ``GET blocks`` says what is
 stored, and ``POST blocks`` takes gzipped compressed label blocks, so the server keeps label
 indices in step. Those posts leave the lower scales for later (``downres=false``) except the
-last, which computes them once for everything the run wrote.
+last, which computes them once for everything the run wrote. A dvidql server marks every
+block written since its lower scales were last computed, and that computation covers every
+marked block, not only those of the post asking for it; so a run stopped before or during
+its last step leaves marks, and the next run's last post clears them. A run that finds every
+block stored still makes that post, re-sending one block as stored: only a grayscale run, or
+one into a committed version, writes nothing at all when repeated.
 """
 
 from __future__ import annotations
@@ -451,18 +456,28 @@ class DvidClient:
     def post_blocks(self, coord: Xyz, count: int, data: bytes) -> None:
         self.call("POST", f"{self.node}/blocks/{_xyz(coord)}/{count}", content=data)
 
-    def stored_labels(self, lo: Xyz, size: Xyz) -> list[Xyz]:
-        """Block coordinates a labelmap stores at this version in the block-aligned box
-        ``size`` at ``lo``, from the block stream of its stored blocks as stored (DVID
-        serves it too)."""
+    def label_blocks(self, lo: Xyz, size: Xyz) -> list[tuple[Xyz, memoryview]]:
+        """The blocks a labelmap stores at this version in the block-aligned box ``size`` at
+        ``lo``: coordinates and gzipped supervoxel label blocks as stored, which ``POST
+        blocks`` takes back unchanged (DVID serves them too)."""
         response = self.call("GET", f"{self.node}/blocks/{_xyz(size)}/{_xyz(lo)}",
                              params={"compression": "blocks", "supervoxels": "true"})
         try:
-            return [coord for coord, _ in decode_block_stream(response.content)]
+            return decode_block_stream(response.content)
         except ValueError as exc:
             raise IngestError(f"GET {self.base}{self.node}/blocks did not answer with a block "
                               f"stream ({exc}); is {self.base} a DVID or dvidql server?"
                               ) from None
+
+    def stored_labels(self, lo: Xyz, size: Xyz) -> list[Xyz]:
+        """Block coordinates a labelmap stores at this version in the block-aligned box
+        ``size`` at ``lo``."""
+        return [coord for coord, _ in self.label_blocks(lo, size)]
+
+    def locked(self) -> bool:
+        """Whether the version is committed, so that nothing can be written to it."""
+        path = f"/api/node/{quote(self.uuid, safe=':~')}/commit"
+        return bool(self.call_json("GET", path, dict).get("Locked", False))
 
     def post_label_blocks(self, stream: bytes, *, downres: bool) -> None:
         """A block stream of gzipped compressed label blocks; ``downres`` computes the lower
@@ -689,20 +704,30 @@ def _read_batch(plan: _Plan, batch: _Batch) -> np.ndarray:
     return data
 
 
+def _batch_to_write(client: DvidClient, plan: _Plan, batch: _Batch, tally: _Tally,
+                    overwrite: bool, stop: threading.Event
+                    ) -> tuple[Xyz, np.ndarray, np.ndarray] | None:
+    """What a batch still needs, shared by both instance types: its first block, which of
+    its blocks are missing and its voxels; None when the run stops or every block is stored.
+    The stored blocks are counted as skipped."""
+    if stop.is_set():
+        return None
+    first, missing = _missing(client, plan, batch, overwrite)
+    stored = missing.size - int(missing.sum())
+    data = _read_batch(plan, batch) if stored < missing.size else None
+    tally.add(skipped=stored)
+    return None if data is None else (first, missing, data)
+
+
 def _write_batch(client: DvidClient, plan: _Plan, batch: _Batch, tally: _Tally,
                  overwrite: bool, stop: threading.Event) -> None:
     """A grayscale batch: its missing blocks, one post per run of them along x."""
-    if stop.is_set():
+    todo = _batch_to_write(client, plan, batch, tally, overwrite, stop)
+    if todo is None:
         return
+    first, missing, data = todo
     bx, by, bz = plan.block
     _, cy, cz = batch.count
-    first, missing = _missing(client, plan, batch, overwrite)
-    stored = missing.size - int(missing.sum())
-    if stored == missing.size:
-        tally.add(skipped=stored)
-        return
-    data = _read_batch(plan, batch)
-    tally.add(skipped=stored)
     for k in range(cz):
         for j in range(cy):
             for start, length in _runs(missing[k, j]):
@@ -743,16 +768,11 @@ def _write_label_batch(client: DvidClient, plan: _Plan, batch: _Batch, tally: _T
                        overwrite: bool, stop: threading.Event, last: _LastPost) -> None:
     """A labelmap batch: its missing blocks as compressed label blocks in one block stream,
     which takes the held-back place of the previous batch's stream (then posted)."""
-    if stop.is_set():
+    todo = _batch_to_write(client, plan, batch, tally, overwrite, stop)
+    if todo is None:
         return
+    first, missing, data = todo
     bx, by, bz = plan.block
-    first, missing = _missing(client, plan, batch, overwrite)
-    stored = missing.size - int(missing.sum())
-    if stored == missing.size:
-        tally.add(skipped=stored)
-        return
-    data = _read_batch(plan, batch)
-    tally.add(skipped=stored)
     records = []
     for k, j, i in zip(*(axis.tolist() for axis in np.nonzero(missing)), strict=True):
         if stop.is_set():
@@ -766,6 +786,21 @@ def _write_label_batch(client: DvidClient, plan: _Plan, batch: _Batch, tally: _T
     if previous is not None and not stop.is_set():
         client.post_label_blocks(previous.stream, downres=False)
         tally.add(written=previous.blocks, nbytes=previous.nbytes)
+
+
+def _finish_lower_scales(client: DvidClient, plan: _Plan) -> None:
+    """The lower-scale step of a labelmap run that found every block stored. An earlier run
+    stopped during (or before) its own step left blocks that the server marks as changed
+    since the lower scales were computed, and only a scale-0 post with ``downres`` computes
+    them; the client cannot see the marks, so the run re-posts its first block exactly as
+    stored, which changes no voxel. A committed version takes no writes, so it is left."""
+    if client.locked():
+        return
+    first = (plan.origin[0] * plan.block[0], plan.origin[1] * plan.block[1],
+             plan.origin[2] * plan.block[2])
+    stored = client.label_blocks(first, plan.block)
+    if stored:
+        client.post_label_blocks(encode_block_stream(stored), downres=True)
 
 
 def _run(plan: _Plan, work: Callable[[_Batch], None], workers: int,
@@ -912,11 +947,13 @@ def ingest(client: DvidClient, source: Source, *, offset: Xyz = (0, 0, 0),
             last = _LastPost()
             _run(plan, lambda batch: _write_label_batch(client, plan, batch, tally, overwrite,
                                                         stop, last), workers, stop)
+            tally.note(f"{source.description} -> {client.name}: lower scales")
             final = last.swap(None)
             if final is not None:
-                tally.note(f"{source.description} -> {client.name}: lower scales")
                 client.post_label_blocks(final.stream, downres=True)
                 tally.add(written=final.blocks, nbytes=final.nbytes)
+            else:
+                _finish_lower_scales(client, plan)
     finally:
         tally.stop()
     return tally.report(plan.total)

@@ -21,6 +21,8 @@ import tensorstore as ts
 from PIL import Image
 
 from dvidql.codec.blockstream import decode_block_stream
+from dvidql.ingest import DvidClient, NpySource
+from dvidql.ingest import ingest as run_ingest_here
 from tests.conftest import LiveServer
 from tests.rest.conftest import child, new_repo
 from tests.rest.test_uint8blk import expected, get_box, halve, make, post_box, volume
@@ -89,6 +91,42 @@ def extended(http: httpx.Client, uuid: str, name: str = "g") -> dict[str, object
     response = http.get(f"/api/node/{uuid}/{name}/info")
     assert response.status_code == 200, response.text
     return response.json()["Extended"]  # type: ignore[no-any-return]
+
+
+def interrupt_slow_ingest(server: LiveServer, uuid: str, source: Path,
+                          enough: Callable[[], bool]) -> None:
+    """SIGINT to ``dvidql ingest`` of ``source`` into a new instance g of 8^3 blocks that one
+    worker posts one by one (many seconds of work), once ``enough()`` holds: the run must
+    stop as interrupted, with nothing on stdout."""
+    slow = subprocess.Popen(
+        [sys.executable, "-m", "dvidql", "ingest", server.url, uuid, "g", str(source),
+         "--create", "--block-size", "8", "--workers", "1", "--batch-blocks", "1",
+         "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and slow.poll() is None and not enough():
+            time.sleep(0.02)
+        slow.send_signal(signal.SIGINT)
+        out, err = slow.communicate(timeout=30)
+    finally:
+        slow.kill()
+    assert slow.returncode == 130, err
+    assert "interrupted; run the same command again to resume" in err and out == ""
+
+
+def check_refused(server: LiveServer, client: httpx.Client, source: str, options: list[str],
+                  code: int, message: str) -> None:
+    """An ingest into a new repo that must stop with ``code`` and ``message`` before it
+    writes or creates anything."""
+    root = new_repo(client)
+    before = mutation_id(client, root)
+    run = run_ingest(server, root, source, *options)
+    assert run.returncode == code, run.stderr
+    assert run.stderr.startswith("error: ") and message in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and run.stdout == ""
+    assert mutation_id(client, root) == before
+    assert client.get(f"/api/node/{root}/g/info").status_code == 404
 
 
 def save_slices(truth: np.ndarray, folder: Path, pattern: str) -> None:
@@ -249,25 +287,13 @@ def test_resume_after_ctrl_c(server: LiveServer, client: httpx.Client,
     root = new_repo(client)
     truth = volume((96, 96, 96), seed=13)
     np.save(tmp_path / "v.npy", truth)
-    slow = subprocess.Popen(
-        [sys.executable, "-m", "dvidql", "ingest", server.url, root, "g",
-         str(tmp_path / "v.npy"), "--create", "--block-size", "8", "--workers", "1",
-         "--batch-blocks", "1", "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stored_url = f"/api/node/{root}/g/stored-blocks/96_96_96/0_0_0"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and slow.poll() is None:
-            answer = client.get(stored_url)
-            if answer.status_code == 200 and len(answer.json()) >= 20:
-                break
-            time.sleep(0.02)
-        slow.send_signal(signal.SIGINT)
-        out, err = slow.communicate(timeout=30)
-    finally:
-        slow.kill()
-    assert slow.returncode == 130, err
-    assert "interrupted; run the same command again to resume" in err and out == ""
+
+    def enough() -> bool:
+        answer = client.get(stored_url)
+        return answer.status_code == 200 and len(answer.json()) >= 20
+
+    interrupt_slow_ingest(server, root, tmp_path / "v.npy", enough)
     done = len(client.get(stored_url).json())
     assert 20 <= done < 1728
     assert ingest(server, root, tmp_path / "v.npy") == (1728 - done, done, 1728)
@@ -411,14 +437,7 @@ def _unmatched_glob(tmp: Path) -> str:
 def test_bad_input_writes_nothing(server: LiveServer, client: httpx.Client, tmp_path: Path,
                                   source: Callable[[Path], str], options: list[str],
                                   code: int, message: str) -> None:
-    root = new_repo(client)
-    before = mutation_id(client, root)
-    run = run_ingest(server, root, source(tmp_path), *options)
-    assert run.returncode == code, run.stderr
-    assert run.stderr.startswith("error: ") and message in run.stderr, run.stderr
-    assert "Traceback" not in run.stderr and run.stdout == ""
-    assert mutation_id(client, root) == before
-    assert client.get(f"/api/node/{root}/g/info").status_code == 404
+    check_refused(server, client, source(tmp_path), options, code, message)
 
 
 def test_unaligned_offset_into_existing_instance(server: LiveServer, client: httpx.Client,
@@ -672,7 +691,8 @@ def test_labels_at_offset_into_existing_instance(server: LiveServer, client: htt
 def test_labels_resume_and_rerun(server: LiveServer, client: httpx.Client,
                                  tmp_path: Path) -> None:
     """A partial run, then the whole volume: only the rest is written, and the lower scales
-    of both runs' blocks are all there; a third run writes nothing at all."""
+    of both runs' blocks are all there; a third run writes no block of the source, only
+    re-sends one block as stored for its lower-scale step."""
     root = new_repo(client)
     truth = segmentation((96, 64, 64), seed=24)
     np.save(tmp_path / "first-layer.npy", truth[:32])
@@ -682,7 +702,10 @@ def test_labels_resume_and_rerun(server: LiveServer, client: httpx.Client,
     assert ingest(server, root, tmp_path / "all.npy") == (8, 4, 12)
     before = mutation_id(client, root)
     assert ingest(server, root, tmp_path / "all.npy", "--create") == (0, 12, 12)
-    assert mutation_id(client, root) == before
+    records = client.get(f"/api/node/{root}/g/mutations").json()
+    # block 0,0,0 re-sent as stored, then its parent recomputed: nothing else written
+    assert {(r["Action"], r["Blocks"], tuple(r["MinBlock"])) for r in records
+            if r["MutationID"] > before} == {("post-blocks", 1, (0, 0, 0))}
     info = client.get(f"/api/node/{root}/g/info").json()["Extended"]
     assert info["MaxDownresLevel"] == 1  # made for the first layer: 2x2x1 blocks
     check_labels(client, root, truth, 1)
@@ -695,29 +718,48 @@ def test_labels_resume_after_ctrl_c(server: LiveServer, client: httpx.Client,
     root = new_repo(client)
     truth = segmentation((96, 96, 96), seed=25, cell=6)
     np.save(tmp_path / "seg.npy", truth)
-    slow = subprocess.Popen(
-        [sys.executable, "-m", "dvidql", "ingest", server.url, root, "g",
-         str(tmp_path / "seg.npy"), "--create", "--block-size", "8", "--workers", "1",
-         "--batch-blocks", "1", "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and slow.poll() is None:
-            if client.get(f"/api/node/{root}/g/info").status_code == 200 and \
-                    stored_label_blocks(client, root, (96, 96, 96)) >= 20:
-                break
-            time.sleep(0.02)
-        slow.send_signal(signal.SIGINT)
-        out, err = slow.communicate(timeout=30)
-    finally:
-        slow.kill()
-    assert slow.returncode == 130, err
-    assert "interrupted; run the same command again to resume" in err and out == ""
+    interrupt_slow_ingest(
+        server, root, tmp_path / "seg.npy",
+        lambda: client.get(f"/api/node/{root}/g/info").status_code == 200
+        and stored_label_blocks(client, root, (96, 96, 96)) >= 20)
     done = stored_label_blocks(client, root, (96, 96, 96))
     assert 20 <= done < 1728
     assert client.get(f"/api/node/{root}/g/info").json()["Extended"]["MaxDownresLevel"] == 4
     assert ingest(server, root, tmp_path / "seg.npy") == (1728 - done, done, 1728)
     check_labels(client, root, truth, 4)
+
+
+class _StopsInLastStep(DvidClient):
+    """A client whose run stops in its lower-scale step after the server stored that step's
+    blocks but before it computed their lower scales (a kill or Ctrl-C while the server
+    downsamples): the post goes without ``downres``, then the run is interrupted."""
+
+    def post_label_blocks(self, stream: bytes, *, downres: bool) -> None:
+        super().post_label_blocks(stream, downres=False)
+        if downres:
+            raise KeyboardInterrupt
+
+
+def test_labels_rerun_after_stop_in_lower_scale_step(server: LiveServer, client: httpx.Client,
+                                                     tmp_path: Path) -> None:
+    """A first z layer ingested whole, then a run of the whole volume stopped in its last
+    step: every block is stored but scale 1 still holds the first layer's downsampling. The
+    rerun finds nothing to write, and still leaves every scale equal to numpy's."""
+    root = new_repo(client)
+    truth = segmentation((96, 64, 64), seed=29)
+    np.save(tmp_path / "first-layer.npy", truth[:32])
+    np.save(tmp_path / "all.npy", truth)
+    assert ingest(server, root, tmp_path / "first-layer.npy", "--create", "--block-size", "32",
+                  "--max-downres-level", "2") == (4, 0, 4)
+    with _StopsInLastStep(server.url, root, "g") as stopping, \
+            pytest.raises(KeyboardInterrupt):
+        run_ingest_here(stopping, NpySource(tmp_path / "all.npy"), batch_blocks=2,
+                        show_progress=False)
+    assert stored_label_blocks(client, root, (64, 64, 96)) == 12
+    stale = read_labels(client, root, (32, 32, 48), scale=1)
+    assert not np.array_equal(stale, halve_labels(truth))
+    assert ingest(server, root, tmp_path / "all.npy") == (0, 12, 12)
+    check_labels(client, root, truth, 2)
 
 
 def test_labels_overwrite_keeps_indices(server: LiveServer, client: httpx.Client,
@@ -755,6 +797,9 @@ def test_labels_child_version(server: LiveServer, client: httpx.Client,
     before = mutation_id(client, root)
     run = run_ingest(server, root, tmp_path / "changed.npy", "--overwrite")
     assert run.returncode == 1 and "committed" in run.stderr, run.stderr
+    assert mutation_id(client, root) == before
+    # a repeated run at the committed version has nothing to write, and does not try
+    assert ingest(server, root, tmp_path / "first.npy") == (0, 2, 2)
     assert mutation_id(client, root) == before
 
 
@@ -794,14 +839,7 @@ def _label_volume(tmp: Path) -> str:
 def test_bad_labels_write_nothing(server: LiveServer, client: httpx.Client, tmp_path: Path,
                                   source: Callable[[Path], str], options: list[str],
                                   code: int, message: str) -> None:
-    root = new_repo(client)
-    before = mutation_id(client, root)
-    run = run_ingest(server, root, source(tmp_path), *options)
-    assert run.returncode == code, run.stderr
-    assert run.stderr.startswith("error: ") and message in run.stderr, run.stderr
-    assert "Traceback" not in run.stderr and run.stdout == ""
-    assert mutation_id(client, root) == before
-    assert client.get(f"/api/node/{root}/g/info").status_code == 404
+    check_refused(server, client, source(tmp_path), options, code, message)
 
 
 def test_bad_labels_into_existing_instances(server: LiveServer, client: httpx.Client,
