@@ -28,10 +28,17 @@ from typing import Any
 
 import httpx
 import numpy as np
-import tensorstore as ts
 from scipy import ndimage
 
-from bench.harness import Bench, baseline_command, dvidql_command, free_port, serve
+from bench.harness import (
+    Bench,
+    baseline_command,
+    dvidql_command,
+    free_port,
+    open_zarr,
+    serve,
+    timed_writes,
+)
 from dvidql.codec.imageblock import BlockCodec, decode_block, encode_block
 
 SIZE = 512  # volume edge
@@ -133,29 +140,6 @@ def write_variant(volume: np.ndarray, repeat: int) -> np.ndarray:
     return volume if repeat == 0 else volume ^ np.uint8(repeat)
 
 
-def timed_writes(
-    bench: Bench, case: str, volume: np.ndarray, repeats: int,
-    start: Callable[[int], Callable[[int, np.ndarray], object]],
-    *, baseline: bool = False,
-) -> None:
-    """Time writing ``volume``'s z slabs, once per repeat into a fresh target made by
-    ``start(repeat)``; the last repeat writes ``volume`` itself."""
-    size = volume.shape[0]
-    durations: list[int] = []
-    latencies: list[int] = []
-    for repeat in reversed(range(repeats)):
-        data = write_variant(volume, repeat)
-        write = start(repeat)
-        began = time.perf_counter_ns()
-        for z in range(0, size, SLAB):
-            t0 = time.perf_counter_ns()
-            write(z, data[z:z + SLAB])
-            latencies.append(time.perf_counter_ns() - t0)
-        durations.append(time.perf_counter_ns() - began)
-    bench.record(case, size // SLAB, durations, latencies, baseline,
-                 group=write_group(size), nbytes=size * size * SLAB)
-
-
 def run_tensorstore(bench: Bench, volume: np.ndarray, offsets: list[Offset],
                     repeats: int) -> None:
     """The baseline: zarr v2, 64^3 chunks, blosc lz4, in a temporary directory."""
@@ -163,18 +147,12 @@ def run_tensorstore(bench: Bench, volume: np.ndarray, offsets: list[Offset],
         stores: dict[int, Any] = {}
 
         def start(repeat: int) -> Callable[[int, np.ndarray], object]:
-            store = ts.open({
-                "driver": "zarr",
-                "kvstore": {"driver": "file", "path": f"{root}/r{repeat}"},
-                "metadata": {"dtype": "|u1", "shape": list(volume.shape), "chunks": [BLOCK] * 3,
-                             "compressor": {"id": "blosc", "cname": "lz4", "clevel": 5,
-                                            "shuffle": 0}},
-            }, create=True, delete_existing=True).result()
+            store = open_zarr(f"{root}/r{repeat}", volume.shape, "|u1", BLOCK, shuffle=0)
             stores[repeat] = store
             return lambda z, slab: store[z:z + SLAB].write(slab).result()
 
-        timed_writes(bench, "tensorstore zarr blosc-lz4", volume, repeats, start,
-                     baseline=True)
+        timed_writes(bench, "tensorstore zarr blosc-lz4", volume, SLAB, repeats, start,
+                     write_variant, baseline=True, group=write_group(volume.shape[0]))
         store = stores[0]
 
         def read(i: int) -> np.ndarray:
@@ -233,7 +211,8 @@ def _dvidql_codec(bench: Bench, http: httpx.Client, conn: HttpConnection, root: 
         names[repeat] = name
         return slab_writer(conn, root, name, volume.shape[0])
 
-    timed_writes(bench, label, volume, repeats, start)
+    timed_writes(bench, label, volume, SLAB, repeats, start, write_variant,
+                 group=write_group(volume.shape[0]))
     base = f"/api/node/{root}/{names[0]}/raw/0_1_2/{box}_{box}_{box}/"
     paths = [base + "_".join(map(str, offset)) for offset in offsets]
     out = bytearray(box**3)
