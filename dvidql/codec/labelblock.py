@@ -34,8 +34,9 @@ try:
 except ImportError:  # numba, the optional "fast" extra, is not installed
     _kernels = None  # type: ignore[assignment]
 
-__all__ = ["LabelCodec", "Relabel", "block_labels", "decode_label_block", "dict_relabel",
-           "encode_label_block", "label_counts", "labels_at_voxels", "relabel_block"]
+__all__ = ["LabelBlock", "LabelCodec", "Relabel", "block_labels", "decode_label_block",
+           "dict_relabel", "encode_label_block", "label_counts", "labels_at_voxels",
+           "parse_label_block", "relabel_block"]
 
 SUB = 8  # sub-block edge
 SUB_VOXELS = SUB**3
@@ -244,6 +245,26 @@ def _layout(data: Buffer, shape: tuple[int, int, int]) -> _Layout:
     return _Layout(palette, ns, widths, before, indices, offset + 4 * total)
 
 
+class LabelBlock(NamedTuple):
+    """A compressed block with its layout read and checked once (:func:`parse_label_block`):
+    what a cache keeps, so that each later :func:`labels_at_voxels` on it costs only the
+    arithmetic of its points."""
+    data: bytes
+    shape: tuple[int, int, int]
+    layout: _Layout
+
+    @property
+    def nbytes(self) -> int:
+        """About the memory it holds: the bytes and the per-sub-block tables."""
+        return len(self.data) + 3 * self.layout.ns.nbytes
+
+
+def parse_label_block(data: Buffer, shape: tuple[int, int, int]) -> LabelBlock:
+    """The block (copied) with its layout, checked as :func:`decode_label_block` checks it."""
+    own = bytes(data)
+    return LabelBlock(own, (int(shape[0]), int(shape[1]), int(shape[2])), _layout(own, shape))
+
+
 def _palette_index_check(top: int, n: int) -> None:
     """Raises for a largest used palette index ``top`` beyond a palette of ``n`` labels."""
     if top >= n:
@@ -307,8 +328,8 @@ def _decode_numpy(layout: _Layout, labels: np.ndarray, stream: np.ndarray) -> np
     return lookup.take(position, mode="clip")
 
 
-def labels_at_voxels(data: Buffer, shape: tuple[int, int, int], points: np.ndarray,
-                     relabel: Relabel | None = None) -> np.ndarray:
+def labels_at_voxels(data: Buffer | LabelBlock, shape: tuple[int, int, int],
+                     points: np.ndarray, relabel: Relabel | None = None) -> np.ndarray:
     """The uint64 labels at ``points`` ((n, 3) integer z, y, x positions inside the block),
     aligned, decoding only what they need: the sub-block label counts give, by cumulative
     sums, each sub-block's place in the index lists and in the packed values, and each
@@ -317,14 +338,21 @@ def labels_at_voxels(data: Buffer, shape: tuple[int, int, int], points: np.ndarr
     millisecond (numpy), for the same answers.
 
     Checks the header, the shape and the size as :func:`decode_label_block` does, and the
-    values and palette indices the points use (ValueError); unused parts are not read.
+    values and palette indices the points use (ValueError); unused parts are not read. A
+    :class:`LabelBlock` was checked when parsed, and its layout is not read again.
     ``relabel`` maps palette labels as in :func:`decode_label_block` (sub-blocks without
     labels stay 0), called on the fewer of the points' labels and the palette."""
     pts = np.asarray(points)
     if pts.ndim != 2 or pts.shape[1] != 3 or (pts.size and pts.dtype.kind not in "iu"):
         raise ValueError(f"points must be an (n, 3) integer array of z, y, x, not "
                          f"{pts.dtype} of shape {pts.shape}")
-    palette, ns, widths, offsets, indices, offset = _layout(data, shape)
+    if isinstance(data, LabelBlock):
+        if data.shape != tuple(shape):
+            raise ValueError(f"the parsed block has shape {data.shape}, not {tuple(shape)}")
+        layout, data = data.layout, data.data
+    else:
+        layout = _layout(data, shape)
+    palette, ns, widths, offsets, indices, offset = layout
     # Negative coordinates turn huge as unsigned, so one comparison checks both ends.
     if np.count_nonzero(pts.astype(np.uint64, copy=False) >= np.array(shape, np.uint64)):
         raise ValueError(f"points must lie in the block of shape {tuple(shape)}")

@@ -24,6 +24,7 @@ from dvidql.codec.labelblock import (
     encode_label_block,
     label_counts,
     labels_at_voxels,
+    parse_label_block,
     relabel_block,
 )
 
@@ -304,10 +305,24 @@ def every_voxel(shape: tuple[int, ...]) -> np.ndarray:
 
 def assert_points_match_decode(data: bytes, shape: tuple[int, int, int], points: np.ndarray,
                                relabel: object = None) -> None:
+    """Also through the block parsed once, as a cache keeps it."""
     want = decode_label_block(data, shape, relabel)[tuple(points.T)]  # type: ignore[arg-type]
-    got = labels_at_voxels(data, shape, points, relabel)  # type: ignore[arg-type]
-    assert got.dtype == np.uint64 and got.shape == (len(points),)
-    np.testing.assert_array_equal(got, want)
+    for block in (data, parse_label_block(data, shape)):
+        got = labels_at_voxels(block, shape, points, relabel)  # type: ignore[arg-type]
+        assert got.dtype == np.uint64 and got.shape == (len(points),)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_parsed_block_is_checked_once_and_keeps_its_shape() -> None:
+    data = encode_label_block(np.arange(512, dtype=np.uint64).reshape(8, 8, 8) % 5)
+    with pytest.raises(ValueError, match=r"truncated|bytes"):
+        parse_label_block(data[:-1], (8, 8, 8))
+    with pytest.raises(ValueError, match="sub-blocks"):
+        parse_label_block(data, (8, 8, 16))
+    block = parse_label_block(memoryview(data), (8, 8, 8))
+    assert block.data == data and block.nbytes >= len(data)
+    with pytest.raises(ValueError, match="shape"):
+        labels_at_voxels(block, (16, 8, 8), np.array([[0, 0, 0]]))
 
 
 def scramble(labels: np.ndarray) -> np.ndarray:
@@ -404,7 +419,8 @@ def test_labels_at_voxels_relabel_sees_few_labels() -> None:
     for points in (np.array([[1, 2, 3], [40, 50, 60]]), every_voxel(CUBE)):
         asked.clear()
         assert_points_match_decode(data, CUBE, points, relabel)
-        assert asked == [len(palette), min(len(points), len(palette))]
+        # once by the decode, then by the raw and the parsed block
+        assert asked == [len(palette), *[min(len(points), len(palette))] * 2]
 
 
 def test_labels_at_no_voxels() -> None:

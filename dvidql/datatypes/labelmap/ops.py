@@ -10,10 +10,12 @@ import numpy as np
 from typing_extensions import Buffer
 
 from dvidql.codec.labelblock import (
+    LabelBlock,
     Relabel,
     block_labels,
     decode_label_block,
     labels_at_voxels,
+    parse_label_block,
     relabel_block,
 )
 from dvidql.codec.serialization import GZIP, deserialize, gzip_bytes, stored_format
@@ -72,11 +74,11 @@ async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = Fa
     raws = await h.kv.get_raw_many(
         h.instance_id, [block_tkey(c, h.scale) for c in map(tuple, unique.tolist())], h.lineage)
     present = [i for i, raw in enumerate(raws) if raw is not None]
-    payloads = await _payloads(h, [raws[i] for i in present])  # type: ignore[misc]
+    blocks = await _blocks(h, [raws[i] for i in present])  # type: ignore[misc]
     out = np.zeros(len(pts), np.uint64)
     local = (pts - coords * block)[:, ::-1]  # z, y, x within the block
     if len(present) == 1 and len(unique) == 1:  # one block: no grouping of points
-        out[:] = labels_at_voxels(payloads[0], lay.block_shape, local)
+        out[:] = labels_at_voxels(blocks[0], lay.block_shape, local)
     elif present:
         # the points of block i are by_block[starts[i]:starts[i + 1]]
         by_block = np.argsort(inverse, kind="stable")
@@ -85,21 +87,20 @@ async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = Fa
         def work(part: Sequence[int]) -> list[None]:
             for j in part:
                 mine = by_block[starts[present[j]]:starts[present[j] + 1]]
-                out[mine] = labels_at_voxels(payloads[j], lay.block_shape, local[mine])
+                out[mine] = labels_at_voxels(blocks[j], lay.block_shape, local[mine])
             return []
 
         await in_parallel(range(len(present)), work)
     return out if supervoxels else await bodies_of(h, out)
 
 
-def _payload(stored: Buffer) -> bytes:
-    return bytes(deserialize(stored))
-
-
-async def _payloads(h: DataHandle, raws: Sequence[bytes]) -> list[bytes]:
-    """The compressed label blocks of stored entries (decompressed, not decoded), kept in the
-    store's cache of decoded blocks for the next read."""
-    return await h.kv.decoded(raws, "labelblock", _payload, len)
+async def _blocks(h: DataHandle, raws: Sequence[bytes]) -> list[LabelBlock]:
+    """The compressed label blocks of stored entries, decompressed and parsed (not decoded),
+    kept in the store's cache of decoded blocks for the next read."""
+    shape = layout(h.instance).block_shape
+    return await h.kv.decoded(raws, f"labelblock {shape}",
+                              lambda stored: parse_label_block(deserialize(stored), shape),
+                              lambda block: block.nbytes)
 
 
 async def read_labels(h: DataHandle, box: Box, *, supervoxels: bool = False) -> np.ndarray:
@@ -114,14 +115,14 @@ async def read_labels(h: DataHandle, box: Box, *, supervoxels: bool = False) -> 
     entries = await h.kv.get_raw_many(
         h.instance_id, [block_tkey(tuple(c), h.scale) for c in coords], h.lineage)
     present = [i for i, e in enumerate(entries) if e is not None]
-    payloads = await _payloads(h, [entries[i] for i in present])  # type: ignore[misc]
-    relabel = await relabeler(h, _palettes(payloads))
+    blocks = await _blocks(h, [entries[i] for i in present])  # type: ignore[misc]
+    relabel = await relabeler(h, _palettes([b.data for b in blocks]))
     out = new_volume(box, len(present) == len(entries), 0, np.uint64)
 
     def place(part: Sequence[int]) -> list[None]:
         for i in part:
             paste(out, box, lay.block, coords[present[i]],
-                  decode_label_block(payloads[i], lay.block_shape, relabel))
+                  decode_label_block(blocks[i].data, lay.block_shape, relabel))
         return []
 
     await in_parallel(range(len(present)), place)
