@@ -135,7 +135,8 @@ class Service:
         version, lineage = self.repos.data_version(repo, node, instance)
         return DataHandle(self.kv, self.repos, repo, node, instance, version, lineage,
                           bypass_lock=self.bypass_lock(caller),
-                          max_request_bytes=self.settings.max_request_bytes)
+                          max_request_bytes=self.settings.max_request_bytes,
+                          allow_split=self.settings.allow_labelmap_split)
 
     # ----- repos and instances -----------------------------------------------------------
 

@@ -83,6 +83,7 @@ class DataHandle:
     bypass_lock: bool = False  # admin or full-write mode
     max_request_bytes: int = 0  # the largest voxel request served (0: no limit)
     scale: int = 0  # the resolution level of block reads and writes (labelmap's scales)
+    allow_split: bool = True  # the server allows labelmap splits (allow_labelmap_split)
 
     def at_scale(self, scale: int) -> DataHandle:
         return self if scale == self.scale else replace(self, scale=scale)

@@ -17,7 +17,7 @@ from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.labelmap import LabelmapType, bodies, edits, model
 from dvidql.datatypes.labelmap import split as split_ops
-from dvidql.errors import BadRequest, Forbidden
+from dvidql.errors import BadRequest
 from dvidql.events import log as mutation_log
 
 if TYPE_CHECKING:
@@ -105,22 +105,14 @@ def loaders(ctx: Context, handle: DataHandle) -> BodyLoaders:
     return found  # type: ignore[no-any-return]
 
 
-def _require_indexed(h: DataHandle) -> None:
-    if not h.instance.settings["IndexedLabels"]:
-        raise BadRequest(f"labelmap {h.instance.name!r} was created with IndexedLabels=false, "
-                         "so it keeps no label indices for bodies, labels or edits")
-
-
 # ----- reads -----------------------------------------------------------------------------------
 
 async def index_of_body(ctx: Context, h: DataHandle, label: int) -> LabelIndex | None:
-    _require_indexed(h)
     return await loaders(ctx, h).bodies.load(label)
 
 
 async def indices_of_bodies(ctx: Context, h: DataHandle, labels: Sequence[int]
                             ) -> list[LabelIndex | None]:
-    _require_indexed(h)
     if len(labels) > MAX_BODIES:
         raise BadRequest(f"{len(labels)} bodies are more than the {MAX_BODIES} a query takes; "
                          "ask in parts, or GET the REST indices endpoint")
@@ -131,7 +123,6 @@ async def indices_of_bodies(ctx: Context, h: DataHandle, labels: Sequence[int]
 
 
 async def index_of_supervoxel(ctx: Context, h: DataHandle, label: int) -> LabelIndex | None:
-    _require_indexed(h)
     return await loaders(ctx, h).supervoxels.load(label)
 
 
@@ -154,12 +145,10 @@ def bounding_box(h: DataHandle, index: LabelIndex) -> tuple[list[int], list[int]
 
 
 async def max_label(h: DataHandle) -> int:
-    _require_indexed(h)
     return await model.max_label(h)
 
 
 async def next_label(h: DataHandle) -> int:
-    _require_indexed(h)
     return await model.next_label(h)
 
 
@@ -192,7 +181,6 @@ def open_for_edit(ctx: Context, ref: str, name: str) -> DataHandle:
     if handle.instance.type_name != LabelmapType.type_name:
         raise BadRequest(f"data instance {name!r} is a {handle.instance.type_name} instance, "
                          f"not {LabelmapType.type_name}")
-    _require_indexed(handle)
     return handle
 
 
@@ -261,8 +249,7 @@ async def split_supervoxel(ctx: Context, ref: str, name: str, supervoxel: int,
     volume) off ``supervoxel`` into a new supervoxel of its body (ids 0: allocated);
     returns the handle, the split and remain ids (0: nothing remains) and the mutation id."""
     h, mod = _begin(ctx, ref, name, user, app)
-    if not ctx.service.settings.allow_labelmap_split:
-        raise Forbidden("labelmap splits are disabled on this server (allow_labelmap_split)")
+    split_ops.require_splits(h)
     split, remain, mutation_id = await split_ops.split_supervoxel(
         h, supervoxel, _split_runs(runs, rles), mod, split_id=split_id, remain_id=remain_id,
         downres=downres)

@@ -40,7 +40,7 @@ from dvidql.datatypes.voxels import (
     parse_point,
     span_coords,
 )
-from dvidql.errors import BadRequest, Forbidden, NotFound
+from dvidql.errors import BadRequest, NotFound
 from dvidql.events import log as mutation_log
 from dvidql.rest.common import TypeRoute, caller, json_response, read_body, service
 from dvidql.versions.dag import Node
@@ -233,12 +233,6 @@ async def labels(request: Request, h: DataHandle) -> Response:
 
 # ----- bodies: indices, sizes, supervoxels, sparse volumes ---------------------------------
 
-def _require_indexed(h: DataHandle) -> None:
-    if not h.instance.settings["IndexedLabels"]:
-        raise BadRequest(f"labelmap {h.instance.name!r} was created with IndexedLabels=false, "
-                         "so it keeps no label indices for this request")
-
-
 async def _with_lastmod(h: DataHandle, indices: list[LabelIndex]) -> list[LabelIndex]:
     """Indices with their bodies' last modification filled in, as DVID's protobuf holds it."""
     for index, mod in zip(indices, await model.read_lastmod(h, [i.label for i in indices]),
@@ -250,7 +244,6 @@ async def _with_lastmod(h: DataHandle, indices: list[LabelIndex]) -> list[LabelI
 
 
 async def index(request: Request, h: DataHandle, label: str) -> Response:
-    _require_indexed(h)
     body = _label(label)
     if request.method == "POST":
         return await _store_indices(request, h, [_decode_index(await read_body(request), body)])
@@ -287,7 +280,6 @@ _MAX_INDICES = 50_000
 async def indices(request: Request, h: DataHandle) -> Response:
     """GET with a JSON body of labels: their indices as LabelIndices; POST LabelIndices to
     store them."""
-    _require_indexed(h)
     raw = await read_body(request)
     if request.method == "POST":
         try:
@@ -305,31 +297,26 @@ async def indices(request: Request, h: DataHandle) -> Response:
 
 
 async def size(request: Request, h: DataHandle, label: str) -> Response:
-    _require_indexed(h)
     found = await bodies.index_of(h, _label(label), supervoxels=_flag(request, "supervoxels"))
     return json_response({"voxels": found.num_voxels})
 
 
 async def sizes(request: Request, h: DataHandle) -> Response:
-    _require_indexed(h)
     labels = _label_list(await read_body(request), "a JSON list of labels")
     return json_response(await bodies.label_sizes(h, labels,
                                                   supervoxels=_flag(request, "supervoxels")))
 
 
 async def supervoxels(request: Request, h: DataHandle, label: str) -> Response:
-    _require_indexed(h)
     return json_response((await bodies.index_of(h, _label(label))).supervoxels().tolist())
 
 
 async def supervoxel_sizes(request: Request, h: DataHandle, label: str) -> Response:
-    _require_indexed(h)
     ids, counts = (await bodies.index_of(h, _label(label))).supervoxel_sizes()
     return json_response({"supervoxels": ids.tolist(), "sizes": counts.tolist()})
 
 
 async def sparsevol_size(request: Request, h: DataHandle, label: str) -> Response:
-    _require_indexed(h)
     found = await bodies.index_of(h, _label(label), supervoxels=_flag(request, "supervoxels"))
     lo, hi = bodies.block_extent(found, layout(h.instance).block)
     return json_response({"voxels": found.num_voxels, "numblocks": len(np.unique(found.blocks)),
@@ -353,12 +340,10 @@ def _bounds(request: Request) -> bodies.Bounds:
 
 
 async def sparsevol(request: Request, h: DataHandle, label: str) -> Response:
-    _require_indexed(h)
     return await _sparsevol(request, h, _label(label))
 
 
 async def sparsevol_by_point(request: Request, h: DataHandle, point: str) -> Response:
-    _require_indexed(h)
     supervoxels = _flag(request, "supervoxels")
     found = await ops.labels_at(h, np.array([parse_point(point, 3, "point")]),
                                 supervoxels=supervoxels)
@@ -402,7 +387,6 @@ async def _sparsevol(request: Request, h: DataHandle, label: int) -> Response:
 
 
 async def sparsevol_coarse(request: Request, h: DataHandle, label: str) -> Response:
-    _require_indexed(h)
     supervoxels = _flag(request, "supervoxels")
     found = await bodies.index_of(h, _label(label), supervoxels=supervoxels)
     runs = bodies.coarse_runs(found, _bounds(request), layout(h.instance).block)
@@ -416,7 +400,6 @@ _MAX_LIST = 10_000_000
 
 async def listlabels(request: Request, h: DataHandle) -> Response:
     """uint64 LE labels in numeric order (label, size pairs with ``sizes=true``)."""
-    _require_indexed(h)
     params = request.query_params
     start = _label(params.get("start", "0"), "start")
     number = _label(params.get("number", str(_MAX_LIST)), "number")
@@ -431,12 +414,10 @@ async def listlabels(request: Request, h: DataHandle) -> Response:
 
 
 async def existing_labels(request: Request, h: DataHandle) -> Response:
-    _require_indexed(h)
     return json_response([label async for label, _ in bodies.labels_in_order(h)])
 
 
 async def lastmod(request: Request, h: DataHandle, label: str) -> Response:
-    _require_indexed(h)
     body = _label(label)
     await bodies.index_of(h, body)
     (found,) = await model.read_lastmod(h, [body])
@@ -470,7 +451,6 @@ async def mappings(request: Request, h: DataHandle) -> Response:
 
 
 async def maxlabel(request: Request, h: DataHandle, value: str | None = None) -> Response:
-    _require_indexed(h)
     if request.method == "GET":
         return json_response({"maxlabel": await model.max_label(h)})
     service(request).require_privilege(caller(request), "POST maxlabel")
@@ -485,7 +465,6 @@ _SETTABLE_MAX = 2**48
 
 
 async def nextlabel(request: Request, h: DataHandle, count: str | None = None) -> Response:
-    _require_indexed(h)
     if request.method == "GET":
         return json_response({"nextlabel": await model.next_label(h)})
     wanted = _label(count or "", "count")
@@ -498,21 +477,18 @@ async def nextlabel(request: Request, h: DataHandle, count: str | None = None) -
 # ----- edits ---------------------------------------------------------------------------------
 
 async def merge(request: Request, h: DataHandle) -> Response:
-    _require_indexed(h)
     labels = _label_list(await read_body(request), "a JSON list [target, merged1, ...]")
     mutation_id = await edits.merge(h, labels, _mod(request))
     return json_response({"MutationID": mutation_id})
 
 
 async def cleave(request: Request, h: DataHandle, label: str) -> Response:
-    _require_indexed(h)
     svs = _label_list(await read_body(request), "a JSON list of supervoxels to cleave")
     new, mutation_id = await edits.cleave(h, _label(label), svs, _mod(request))
     return json_response({"CleavedLabel": new, "MutationID": mutation_id})
 
 
 async def renumber(request: Request, h: DataHandle) -> Response:
-    _require_indexed(h)
     labels = _label_list(await read_body(request), "a JSON list [new1, old1, new2, old2, ...]",
                          pairs=True)
     pairs = list(zip(labels[::2], labels[1::2], strict=True))
@@ -520,10 +496,8 @@ async def renumber(request: Request, h: DataHandle) -> Response:
     return json_response({"MutationID": mutation_id})
 
 
-def _split_runs(request: Request, h: DataHandle, body: bytes) -> np.ndarray:
-    _require_indexed(h)
-    if not service(request).settings.allow_labelmap_split:
-        raise Forbidden("labelmap splits are disabled on this server (allow_labelmap_split)")
+def _split_runs(h: DataHandle, body: bytes) -> np.ndarray:
+    split_ops.require_splits(h)
     try:
         return decode_rles(body)
     except ValueError as exc:
@@ -532,14 +506,14 @@ def _split_runs(request: Request, h: DataHandle, body: bytes) -> np.ndarray:
 
 
 async def split(request: Request, h: DataHandle, label: str) -> Response:
-    runs = _split_runs(request, h, await read_body(request))
+    runs = _split_runs(h, await read_body(request))
     new, mutation_id = await split_ops.split_body(
         h, _label(label), runs, _mod(request), downres=_flag(request, "downres", default=True))
     return json_response({"label": new, "MutationID": mutation_id})
 
 
 async def split_supervoxel(request: Request, h: DataHandle, label: str) -> Response:
-    runs = _split_runs(request, h, await read_body(request))
+    runs = _split_runs(h, await read_body(request))
     params = request.query_params
     split_id, remain_id, mutation_id = await split_ops.split_supervoxel(
         h, _label(label), runs, _mod(request),
@@ -567,7 +541,6 @@ async def label_history(request: Request, h: DataHandle, label: str, first: str,
                         last: str) -> Response:
     """Records from ``first`` to ``last`` naming the body (at ``last``) or any of its
     supervoxels; a JSON array (DVID concatenates objects)."""
-    _require_indexed(h)
     body = _label(label)
     at_last = h if _node(request, h, last).uuid == h.node.uuid else service(request).handle(
         last, h.instance.name, caller(request))

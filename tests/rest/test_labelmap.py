@@ -15,16 +15,13 @@ import pytest
 
 from dvidql.codec.blockstream import decode_block_stream
 from dvidql.codec.labelblock import decode_label_block
+from dvidql.codec.sparsevol import encode_rles
+from tests.fly_samples import two_samples
 from tests.rest.conftest import child
 from tests.rest.test_bad_input import assert_error
 
 FIXTURES = Path(__file__).resolve().parents[1] / "codec" / "fixtures"
 EDGE = 64
-
-
-def _sample(name: str) -> np.ndarray:
-    raw = gzip.decompress((FIXTURES / f"{name}-64x64x64-sample1.dat.gz").read_bytes())
-    return np.frombuffer(raw, "<u8").reshape(EDGE, EDGE, EDGE).astype(np.uint64)
 
 
 def _repo(client: httpx.Client, **settings: str) -> str:
@@ -53,7 +50,7 @@ def _box(client: httpx.Client, uuid: str, offset: tuple[int, int, int],
 @pytest.fixture
 def volume() -> np.ndarray:
     """Two real 64^3 segmentation blocks side by side along x: (z, y, x) = 64 x 64 x 128."""
-    return np.concatenate([_sample("fib19"), _sample("cx")], axis=2)
+    return two_samples()
 
 
 @pytest.mark.parametrize("compression", ["gzip", "lz4", "none"])
@@ -252,3 +249,31 @@ def test_compressed_transfers(client: httpx.Client, volume: np.ndarray) -> None:
             labels = compressed_segmentation.decompress(data, size, np.uint64, (8, 8, 8),
                                                         order="F").T
         assert np.array_equal(labels, want), compression
+
+
+def test_an_instance_without_indices_refuses_what_needs_them(client: httpx.Client,
+                                                             volume: np.ndarray) -> None:
+    """IndexedLabels=false: voxels, labels and the label counters work; bodies, their sizes
+    and sparse volumes, and edits are refused with the reason, and change nothing."""
+    root = _repo(client, IndexedLabels="false")
+    assert _post(client, root, (0, 0, 0), volume).status_code == 200
+    assert np.array_equal(_box(client, root, (0, 0, 0), (128, 64, 64)), volume)
+    sv = int(volume[5, 6, 7])
+    assert client.get(f"/api/node/{root}/seg/label/7_6_5").json() == {"Label": sv}
+    assert client.get(f"/api/node/{root}/seg/maxlabel").json() == {"maxlabel": int(volume.max())}
+    node = f"/api/node/{root}/seg"
+    mutations = client.get(f"{node}/mutations").json()
+    other = int(volume[60, 60, 120])
+    refused = [client.get(f"{node}/size/{sv}"), client.get(f"{node}/sparsevol/{sv}"),
+               client.get(f"{node}/sparsevol-by-point/7_6_5"), client.get(f"{node}/index/{sv}"),
+               client.get(f"{node}/listlabels"), client.get(f"{node}/supervoxels/{sv}"),
+               client.post(f"{node}/merge", json=[sv, other]),
+               client.post(f"{node}/cleave/{sv}", json=[sv]),
+               client.post(f"{node}/renumber", json=[7, sv]),
+               client.post(f"{node}/split/{sv}", content=encode_rles(np.array([[7, 6, 5, 1]]))),
+               client.post(f"{node}/split-supervoxel/{sv}",
+                           content=encode_rles(np.array([[7, 6, 5, 1]])))]
+    for response in refused:
+        assert_error(response, 400, "BAD_REQUEST", "IndexedLabels=false")
+    assert client.get(f"{node}/mutations").json() == mutations
+    assert np.array_equal(_box(client, root, (0, 0, 0), (128, 64, 64)), volume)

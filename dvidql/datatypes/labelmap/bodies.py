@@ -15,7 +15,7 @@ from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk.ops import decode_stored, read_stored
 from dvidql.datatypes.labelmap.keys import INDEX, decode_label, index_tkey
-from dvidql.datatypes.labelmap.model import bodies_of, load_indices
+from dvidql.datatypes.labelmap.model import bodies_of, load_indices, require_indexed
 from dvidql.errors import BadRequest, NotFound
 
 __all__ = ["Bounds", "block_extent", "coarse_runs", "index_of", "indices_of", "label_sizes",
@@ -158,6 +158,7 @@ async def labels_in_order(h: DataHandle, start: int = 0, limit: int | None = Non
                           ) -> AsyncIterator[tuple[int, LabelIndex | None]]:
     """Bodies with an index from ``start`` up, in numeric order, at most ``limit``; their
     indices too when ``with_index``."""
+    require_indexed(h)
     if not 0 <= start < 2**64:
         raise BadRequest(f"start must be a label from 0 to 2^64-1, not {start}")
     hi = bytes([INDEX]) + b"\xff" * 8

@@ -22,6 +22,7 @@ from dvidql.datatypes.labelmap.model import (
     load_indices,
     mapping_value,
     put_label_counter,
+    require_indexed,
 )
 from dvidql.errors import BadRequest, NotFound
 from dvidql.storage.base import Txn
@@ -56,6 +57,7 @@ def _move(plan: Plan, index: LabelIndex, target: int) -> None:
 async def merge(h: DataHandle, labels: Sequence[int], mod: ModInfo) -> int:
     """Merge bodies ``labels[1:]`` into the target ``labels[0]``: their supervoxels map to it
     and their indices join its own; returns the mutation id."""
+    require_indexed(h)
     if len(labels) < 2:
         raise BadRequest("merge needs a JSON list [target, merged1, merged2, ...] naming at "
                          "least one body to merge into the target")
@@ -86,6 +88,7 @@ async def merge(h: DataHandle, labels: Sequence[int], mod: ModInfo) -> int:
 async def cleave(h: DataHandle, body: int, supervoxels: Sequence[int], mod: ModInfo
                  ) -> tuple[int, int]:
     """Move ``supervoxels`` of ``body`` into a new body; returns (new label, mutation id)."""
+    require_indexed(h)
     _labels([body, *supervoxels], "cleave")
     wanted = np.unique(np.asarray(list(supervoxels), np.uint64))
     if not len(wanted):
@@ -131,6 +134,7 @@ async def cleave(h: DataHandle, body: int, supervoxels: Sequence[int], mod: ModI
 async def renumber(h: DataHandle, pairs: Sequence[tuple[int, int]], mod: ModInfo) -> int:
     """Give bodies new ids, ``(new, old)`` pairs, all in one mutation; a new id must not be
     a body already. Returns the mutation id."""
+    require_indexed(h)
     news, olds = [n for n, _ in pairs], [o for _, o in pairs]
     _labels([*news, *olds], "renumber")
     if not pairs:
@@ -174,6 +178,7 @@ async def load_mapping(h: DataHandle, labels: Sequence[int], txn: Txn | None,
 async def store_indices(h: DataHandle, indices: Sequence[LabelIndex], mod: ModInfo) -> int:
     """Store label indices as given (DVID's POST index/indices, for segmentation ingested
     without indexing); an index without blocks deletes the body's. Returns the mutation id."""
+    require_indexed(h)
     labels = [i.label for i in indices]
     if len(set(labels)) != len(labels):
         raise BadRequest("each label may have one posted index")

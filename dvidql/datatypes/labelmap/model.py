@@ -62,6 +62,7 @@ __all__ = [
     "read_lastmod",
     "relabeler",
     "replan_if_stale",
+    "require_indexed",
 ]
 
 MAX_LABEL = 2**64 - 1
@@ -164,9 +165,18 @@ async def all_mappings(h: DataHandle) -> np.ndarray:
 
 # ----- label indices ---------------------------------------------------------------------
 
+def require_indexed(h: DataHandle) -> None:
+    """Refuse what needs label indices (bodies, sizes, sparse volumes, edits) on an instance
+    created with IndexedLabels=false, which keeps none."""
+    if not h.instance.settings["IndexedLabels"]:
+        raise BadRequest(f"labelmap {h.instance.name!r} was created with IndexedLabels=false, "
+                         "so it keeps no label indices for bodies, their sizes or edits")
+
+
 async def load_indices(h: DataHandle, bodies: Sequence[int], txn: Txn | None = None,
                        reads: Reads | None = None) -> list[LabelIndex | None]:
     """The label index of each body (None where there is no such body)."""
+    require_indexed(h)
     tkeys = [index_tkey(b) for b in bodies]
     raws = await _raw(h, tkeys, txn)
     if reads is not None:

@@ -33,13 +33,14 @@ from dvidql.datatypes.labelmap.model import (
     commit,
     load_indices,
     mapping_value,
+    require_indexed,
 )
 from dvidql.datatypes.labelmap.ops import update_scales
-from dvidql.errors import BadRequest, Conflict, NotFound
+from dvidql.errors import BadRequest, Conflict, Forbidden, NotFound
 from dvidql.parallel import in_parallel
 from dvidql.storage.base import Txn
 
-__all__ = ["split_body", "split_supervoxel"]
+__all__ = ["require_splits", "split_body", "split_supervoxel"]
 
 
 @dataclass
@@ -200,10 +201,19 @@ def _ids(survey: _Survey, fresh: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return split, remain
 
 
+def require_splits(h: DataHandle) -> None:
+    """Refuse splits where the server disallows them or the instance keeps no indices; the
+    split functions check it too, and callers may check it first, before parsing runs."""
+    require_indexed(h)
+    if not h.allow_split:
+        raise Forbidden("labelmap splits are disabled on this server (allow_labelmap_split)")
+
+
 async def split_body(h: DataHandle, body: int, runs: np.ndarray, mod: ModInfo,
                      *, downres: bool = True) -> tuple[int, int]:
     """Split the voxels ``runs`` off ``body`` into a new body; returns (new body, mutation
     id)."""
+    require_splits(h)
     grouped = _grouped(h, runs)
     first = await _survey(h, body, grouped, None, None)
     if int(first.split_rows[2].sum()) == first.index.num_voxels:
@@ -237,6 +247,7 @@ async def split_supervoxel(h: DataHandle, supervoxel: int, runs: np.ndarray, mod
                            ) -> tuple[int, int, int]:
     """Split the voxels ``runs`` of ``supervoxel`` into a new supervoxel of the same body
     (ids chosen by the caller or allocated); returns (split id, remain id, mutation id)."""
+    require_splits(h)
     grouped = _grouped(h, runs)
     (body,) = (await bodies_of(h, np.array([supervoxel], np.uint64))).tolist()
     if not body:
