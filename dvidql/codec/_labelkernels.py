@@ -3,9 +3,10 @@
 numba is the optional ``fast`` extra: labelblock imports this module when numba is installed and
 keeps its numpy code as the fallback. The numpy decoder needs several passes over every voxel
 (unpack bits, gather, transpose); the kernel reads each voxel's bits and writes its label in
-one pass. The encoder's numpy bit packing spends a byte on every bit first; its kernel does
-not. Kernels are cached on disk (no recompiling at every start-up) and release the GIL, so
-worker threads code blocks in parallel.
+one pass. Reading the labels at a few points costs numpy a few dozen calls on tiny arrays
+whatever their number; its kernel is one call. The encoder's numpy bit packing spends a byte
+on every bit first; its kernel does not. Kernels are cached on disk (no recompiling at every
+start-up) and release the GIL, so worker threads code blocks in parallel.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["decode_into", "pack_values"]
+__all__ = ["decode_into", "pack_values", "palette_indices_at"]
 
 SUB = 8  # sub-block edge, as in labelblock
 
@@ -96,3 +97,39 @@ def pack_values(values: np.ndarray, widths: np.ndarray, stream: np.ndarray) -> N
                 stream[at] = (bits >> held) & 0xFF
                 at += 1
             bits &= (1 << held) - 1
+
+
+@numba.njit(cache=True, nogil=True)
+def palette_indices_at(data: np.ndarray, values: int, ns: np.ndarray, before: np.ndarray,
+                       widths: np.ndarray, indices: np.ndarray, points: np.ndarray, gy: int,
+                       gx: int) -> tuple[np.ndarray, bool]:
+    """The palette index of the voxel at each (z, y, x) row of ``points`` (-1 in sub-blocks
+    without labels, which hold label 0), from a block's bytes ``data`` whose packed values
+    start at byte ``values``, and the parts labelblock's ``_layout`` read and checked: label
+    counts ``ns``, offsets ``before`` (index-list entries before each sub-block in the low 32
+    bits, bit widths before it above) and ``widths``.
+
+    Also returns whether some point's value is beyond its sub-block's labels; the indices are
+    then incomplete, and the caller raises the numpy code's error."""
+    found = np.empty(points.shape[0], np.int64)
+    for i in range(points.shape[0]):
+        z, y, x = points[i, 0], points[i, 1], points[i, 2]
+        s = ((z >> 3) * gy + (y >> 3)) * gx + (x >> 3)
+        count = ns[s]
+        if count == 0:
+            found[i] = -1
+            continue
+        width = widths[s]
+        value = 0
+        if width:
+            # up to 9 bits from bit `bit & 7` of a byte lie in that byte and the next
+            bit = ((before[s] >> 32) << 9) + (((z & 7) * SUB + (y & 7)) * SUB + (x & 7)) * width
+            at = values + (bit >> 3)
+            word = np.int64(data[at]) << 8
+            if at + 1 < data.size:
+                word |= data[at + 1]
+            value = (word >> (16 - width - (bit & 7))) & ((1 << width) - 1)
+        if value >= count:
+            return found, True
+        found[i] = indices[(before[s] & 0xFFFFFFFF) + value]
+    return found, False

@@ -364,6 +364,35 @@ def labels_at_voxels(data: Buffer | LabelBlock, shape: tuple[int, int, int],
                        np.uint64)
     pts = pts.astype(np.int64, copy=False)
     _, gy, gx = palette.grid
+    stream = np.frombuffer(data, np.uint8)
+    if use_numba:
+        chosen, bad = _kernels.palette_indices_at(stream, offset, ns, offsets, widths, indices,
+                                                  np.ascontiguousarray(pts), gy, gx)
+        _value_check(bad)
+    else:
+        chosen = _palette_indices_numpy(stream, layout, pts, gy, gx)
+    # Points in sub-blocks without labels (-1) are 0, never relabeled.
+    every = np.count_nonzero(chosen < _0) == 0
+    used = chosen if every else chosen[chosen >= _0]
+    _palette_index_check(int(used.max(initial=0)), len(labels))
+    if relabel is None:
+        found = labels[used]
+    elif len(used) < len(labels):
+        found = relabel(labels[used])
+    else:
+        found = np.asarray(relabel(labels))[used]
+    if every:
+        return found.astype(np.uint64, copy=False)
+    out = np.zeros(len(pts), np.uint64)
+    out[chosen >= _0] = found
+    return out
+
+
+def _palette_indices_numpy(stream: np.ndarray, layout: _Layout, pts: np.ndarray, gy: int,
+                           gx: int) -> np.ndarray:
+    """:func:`labels_at_voxels`'s fallback without numba: the palette index at each point
+    (int64, -1 in sub-blocks without labels), after checking the values the points use."""
+    _, ns, widths, offsets, indices, offset = layout
     sb = (pts >> _3).dot(np.array([gy * gx, gx, 1]))
     voxel = (pts & _7).dot(_VOXEL_STRIDES)
     before = offsets[sb]
@@ -373,26 +402,14 @@ def labels_at_voxels(data: Buffer | LabelBlock, shape: tuple[int, int, int],
     # read as one big-endian uint16. A next byte past the data only occurs when every bit
     # needed is in the first, and width 0 masks everything, so clipping the reads is safe.
     at = (bit >> _3)[:, None] + (offset + _PAIR)
-    word = np.frombuffer(data, np.uint8).take(at, mode="clip").view(">u2")[:, 0]
+    word = stream.take(at, mode="clip").view(">u2")[:, 0]
     value = (word >> (_SHIFT_FROM[width] - (bit & _7))) & _MASKS[width]
     count = ns[sb]
     _value_check(np.count_nonzero(value >= np.maximum(count, _1)))
-    position = (before & _LOW32) + value
-    # Points in sub-blocks without labels are 0 (never relabeled) and use no index list.
-    every = np.count_nonzero(count) == len(count)
-    chosen = indices[position] if every else indices[position[count > _0]]
-    _palette_index_check(int(chosen.max(initial=0)), len(labels))
-    if relabel is None:
-        found = labels[chosen]
-    elif len(chosen) < len(labels):
-        found = relabel(labels[chosen])
-    else:
-        found = np.asarray(relabel(labels))[chosen]
-    if every:
-        return found.astype(np.uint64, copy=False)
-    out = np.zeros(len(pts), np.uint64)
-    out[count > _0] = found
-    return out
+    chosen = np.full(len(pts), -1, np.int64)
+    labeled = count > _0
+    chosen[labeled] = indices[((before & _LOW32) + value)[labeled]]
+    return chosen
 
 
 @dataclass(frozen=True)

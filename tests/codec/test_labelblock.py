@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from dvidql.codec import labelblock
 from dvidql.codec.labelblock import (
@@ -488,8 +489,17 @@ def test_numba_and_numpy_agree(kernels: str, labels: np.ndarray, data: st.DataOb
     def decode() -> np.ndarray:
         return decode_label_block(bytes(block), labels.shape, relabel)
 
+    points = data.draw(arrays(np.int64, st.integers(1, 20).map(lambda n: (n, 3)),
+                              elements=st.integers(0, min(labels.shape) - 1)))
+
+    def at_points() -> np.ndarray:
+        return labels_at_voxels(bytes(block), labels.shape, points, relabel)
+
     numba, numpy = both(decode)
     np.testing.assert_array_equal(numba, labels if relabel is None else scramble(labels))
+    np.testing.assert_array_equal(numpy, numba)
+    numba, numpy = both(at_points)
+    np.testing.assert_array_equal(numba, decode()[tuple(points.T)])
     np.testing.assert_array_equal(numpy, numba)
     counts = 16 + 8 * len(block_labels(block))
     if counts == len(block):  # a solid block
@@ -500,9 +510,10 @@ def test_numba_and_numpy_agree(kernels: str, labels: np.ndarray, data: st.DataOb
     lo, hi = data.draw(st.sampled_from(parts))
     for at in data.draw(st.lists(st.integers(lo, hi - 1), min_size=1, max_size=4)):
         block[at] ^= data.draw(st.integers(1, 255))
-    numba, numpy = both(decode)
-    assert type(numba) is type(numpy)
-    if isinstance(numba, str):
-        assert numba == numpy
-    else:
-        np.testing.assert_array_equal(numba, numpy)
+    for run in (decode, at_points):
+        numba, numpy = both(run)
+        assert type(numba) is type(numpy)
+        if isinstance(numba, str):
+            assert numba == numpy
+        else:
+            np.testing.assert_array_equal(numba, numpy)
