@@ -212,8 +212,8 @@ def ingest(
     """Load a grayscale volume into a uint8blk instance, or a segmentation into a labelmap
     instance (label indices and lower scales built), of a running server, in parallel batches
     of blocks. Blocks the version already stores are skipped, so an interrupted run resumes
-    when repeated and a finished one writes nothing new (a labelmap run re-sends one stored
-    block, to finish lower scales an interrupted run left)."""
+    when repeated and a finished one writes nothing new (a labelmap run still finishes lower
+    scales an interrupted run left)."""
     from dvidql.ingest import CreateSettings, DvidClient, IngestError, open_source, parse_offset
     from dvidql.ingest import ingest as run_ingest
 

@@ -17,8 +17,8 @@ last, which computes them once for everything the run wrote. A dvidql server mar
 block written since its lower scales were last computed, and that computation covers every
 marked block, not only those of the post asking for it; so a run stopped before or during
 its last step leaves marks, and the next run's last post clears them. A run that finds every
-block stored still makes that post, re-sending one block as stored: only a grayscale run, or
-one into a committed version, writes nothing at all when repeated.
+block stored asks for that computation alone (``POST downres``), which writes only lower
+scales an interrupted run left; so a repeated run writes nothing when nothing was left.
 """
 
 from __future__ import annotations
@@ -486,6 +486,11 @@ class DvidClient:
         self.call("POST", f"{self.node}/blocks", content=stream, timeout=timeout,
                   params={"downres": "true" if downres else "false"})
 
+    def downres(self) -> None:
+        """Recompute a labelmap's lower scales where its blocks changed since they were last
+        computed (a dvidql endpoint)."""
+        self.call("POST", f"{self.node}/downres", timeout=httpx.Timeout(None, connect=10.0))
+
     def pyramid(self, levels: int | None) -> dict[str, Any]:
         params = {} if levels is None else {"levels": str(levels)}
         return self.call_json("POST", f"{self.node}/pyramid", dict,  # type: ignore[no-any-return]
@@ -788,19 +793,13 @@ def _write_label_batch(client: DvidClient, plan: _Plan, batch: _Batch, tally: _T
         tally.add(written=previous.blocks, nbytes=previous.nbytes)
 
 
-def _finish_lower_scales(client: DvidClient, plan: _Plan) -> None:
-    """The lower-scale step of a labelmap run that found every block stored. An earlier run
+def _finish_lower_scales(client: DvidClient) -> None:
+    """The lower-scale step of a labelmap run that found every block stored: an earlier run
     stopped during (or before) its own step left blocks that the server marks as changed
-    since the lower scales were computed, and only a scale-0 post with ``downres`` computes
-    them; the client cannot see the marks, so the run re-posts its first block exactly as
-    stored, which changes no voxel. A committed version takes no writes, so it is left."""
-    if client.locked():
-        return
-    first = (plan.origin[0] * plan.block[0], plan.origin[1] * plan.block[1],
-             plan.origin[2] * plan.block[2])
-    stored = client.label_blocks(first, plan.block)
-    if stored:
-        client.post_label_blocks(encode_block_stream(stored), downres=True)
+    since the lower scales were computed, and ``POST downres`` computes them without writing
+    any voxel. A committed version takes no writes, so it is left."""
+    if not client.locked():
+        client.downres()
 
 
 def _run(plan: _Plan, work: Callable[[_Batch], None], workers: int,
@@ -953,7 +952,7 @@ def ingest(client: DvidClient, source: Source, *, offset: Xyz = (0, 0, 0),
                 client.post_label_blocks(final.stream, downres=True)
                 tally.add(written=final.blocks, nbytes=final.nbytes)
             else:
-                _finish_lower_scales(client, plan)
+                _finish_lower_scales(client)
     finally:
         tally.stop()
     return tally.report(plan.total)

@@ -41,7 +41,6 @@ from dvidql.datatypes.voxels import (
     span_coords,
 )
 from dvidql.errors import BadRequest, NotFound
-from dvidql.events import log as mutation_log
 from dvidql.rest.common import TypeRoute, caller, json_response, read_body, service
 from dvidql.versions.dag import Node
 
@@ -187,6 +186,14 @@ async def post_blocks(request: Request, h: DataHandle) -> Response:
     ``downres=false``; a lower scale's blocks are stored as given."""
     return await _ingest_stream(request, h, index=not _flag(request, "noindexing"),
                                 downres=_flag(request, "downres", default=True))
+
+
+async def post_downres(request: Request, h: DataHandle) -> Response:
+    """Recompute the lower scales where scale-0 blocks changed since they were last computed
+    (a dvidql addition): what ``downres=false`` posts left, or an interrupted ingest."""
+    async with service(request).throttle(request.query_params.get("throttle") == "true"):
+        written = await ops.update_scales(h)
+    return json_response({"BlocksWritten": written})
 
 
 async def ingest_supervoxels(request: Request, h: DataHandle) -> Response:
@@ -563,10 +570,7 @@ async def set_nextlabel(request: Request, h: DataHandle, label: str) -> Response
 
 async def mutations(request: Request, h: DataHandle) -> Response:
     """This instance's log records at this version, oldest first."""
-    records = await mutation_log.read(h.kv.meta, h.repo.repo_id)
-    mine = [r for r in records if r.get("DataUUID") == h.instance.data_uuid
-            and r.get("UUID") == h.node.uuid]
-    return json_response(mine)
+    return json_response(await history.records(h, {h.node.uuid}))
 
 
 def _reads(request: Request) -> bool:
@@ -581,6 +585,8 @@ routes = [
               "block stream of a block-aligned box (compression=lz4|gzip|blocks|uncompressed)"),
     TypeRoute("/blocks", frozenset({"POST"}), post_blocks,
               "ingest a block stream of gzipped compressed label blocks"),
+    TypeRoute("/downres", frozenset({"POST"}), post_downres,
+              "recompute the lower scales where scale-0 blocks changed since last computed"),
     TypeRoute("/ingest-supervoxels", frozenset({"POST"}), ingest_supervoxels,
               "store a block stream as given at ?scale= (no indices, no lower scales)"),
     TypeRoute("/specificblocks", frozenset({"GET"}), get_specificblocks,

@@ -13,12 +13,13 @@ import lz4.block
 import numpy as np
 import pytest
 
-from dvidql.codec.blockstream import decode_block_stream
-from dvidql.codec.labelblock import decode_label_block
+from dvidql.codec.blockstream import decode_block_stream, encode_block_stream
+from dvidql.codec.labelblock import decode_label_block, encode_label_block
 from dvidql.codec.sparsevol import encode_rles
 from tests.fly_samples import two_samples
 from tests.rest.conftest import child
 from tests.rest.test_bad_input import assert_error
+from tests.test_ingest import halve_labels
 
 FIXTURES = Path(__file__).resolve().parents[1] / "codec" / "fixtures"
 EDGE = 64
@@ -277,3 +278,22 @@ def test_an_instance_without_indices_refuses_what_needs_them(client: httpx.Clien
         assert_error(response, 400, "BAD_REQUEST", "IndexedLabels=false")
     assert client.get(f"{node}/mutations").json() == mutations
     assert np.array_equal(_box(client, root, (0, 0, 0), (128, 64, 64)), volume)
+
+
+def test_downres_finishes_what_posts_without_it_left(client: httpx.Client,
+                                                     volume: np.ndarray) -> None:
+    """Blocks posted with downres=false leave the lower scale for later; POST downres
+    computes it, and then has nothing left to do."""
+    root = _repo(client, MaxDownresLevel="1")
+    node = f"/api/node/{root}/seg"
+    blocks = [((i, 0, 0), gzip.compress(encode_label_block(
+        np.ascontiguousarray(volume[:, :, 64 * i:64 * (i + 1)])))) for i in range(2)]
+    posted = client.post(f"{node}/blocks?downres=false", content=encode_block_stream(blocks))
+    assert posted.status_code == 200, posted.text
+    coarse = client.get(f"{node}/raw/0_1_2/64_32_32/0_0_0?scale=1")
+    assert not np.frombuffer(coarse.content, "<u8").any()  # not computed yet
+    assert client.post(f"{node}/downres").json() == {"BlocksWritten": 1}
+    coarse = client.get(f"{node}/raw/0_1_2/64_32_32/0_0_0?scale=1")
+    assert np.array_equal(np.frombuffer(coarse.content, "<u8").reshape(32, 32, 64),
+                          halve_labels(volume))
+    assert client.post(f"{node}/downres").json() == {"BlocksWritten": 0}
