@@ -15,10 +15,9 @@ from dvidql.codec.labelindex import LabelIndex
 from dvidql.codec.sparsevol import decode_rles
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
-from dvidql.datatypes.labelmap import LabelmapType, bodies, edits, model
+from dvidql.datatypes.labelmap import LabelmapType, bodies, edits, history, model
 from dvidql.datatypes.labelmap import split as split_ops
 from dvidql.errors import BadRequest
-from dvidql.events import log as mutation_log
 
 if TYPE_CHECKING:
     from dvidql.schema.context import Context
@@ -49,7 +48,6 @@ __all__ = [
 MAX_BODIES = 10_000  # bodies per query; more go to the REST indices endpoint
 MAX_MUTATIONS = 10_000  # log records per query; page on with since=
 MAX_RUNS = 100_000  # runs per split; more go to the REST split-supervoxel endpoint
-_LOG_PAGE = 1_000  # log records read at a time while looking for this instance's
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -162,15 +160,7 @@ async def mutations(h: DataHandle, since: int, limit: int) -> list[dict[str, Any
     versions = None
     if h.instance.versioned:
         versions = {h.repo.nodes[v].uuid for v in h.repo.lineage(h.node.version_id).members}
-    found: list[dict[str, Any]] = []
-    while len(found) < limit:
-        page = await mutation_log.read(h.kv.meta, h.repo.repo_id, since, _LOG_PAGE)
-        found += [r for r in page if r.get("DataUUID") == h.instance.data_uuid
-                  and (versions is None or r.get("UUID") in versions)]
-        if len(page) < _LOG_PAGE:
-            break
-        since = page[-1]["MutationID"]
-    return found[:limit]
+    return await history.records(h, versions, since, limit)
 
 
 # ----- edits -----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ versions, and those touching a body's supervoxels (DVID's ``mutations-range`` an
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from dvidql.datatypes.base import DataHandle
@@ -12,7 +12,7 @@ from dvidql.errors import BadRequest
 from dvidql.events import log as mutation_log
 from dvidql.versions.dag import Node
 
-__all__ = ["records_between", "touching"]
+__all__ = ["records", "records_between", "touching"]
 
 # the fields of DVID's labelmap messages that name bodies or supervoxels
 _LABEL_FIELDS = ("Target", "Labels", "OrigLabel", "CleavedLabel", "CleavedSupervoxels",
@@ -33,12 +33,18 @@ def versions_between(h: DataHandle, first: Node, last: Node) -> list[str]:
                      "parents)")
 
 
+async def records(h: DataHandle, versions: Collection[str] | None, since: int = 0,
+                  limit: int | None = None) -> list[dict[str, Any]]:
+    """This instance's records made at ``versions`` (any if None) above mutation id
+    ``since``, oldest first, at most ``limit``: a scan of the instance's log index."""
+    return await mutation_log.read_instance(h.kv.meta, h.repo.repo_id, h.instance.data_uuid,
+                                            since=since, limit=limit, versions=versions)
+
+
 async def records_between(h: DataHandle, first: Node, last: Node) -> list[dict[str, Any]]:
     """This instance's records made at the versions from ``first`` to ``last``, in mutation
     order."""
-    wanted = set(versions_between(h, first, last))
-    return [r for r in await mutation_log.read(h.kv.meta, h.repo.repo_id)
-            if r.get("DataUUID") == h.instance.data_uuid and r.get("UUID") in wanted]
+    return await records(h, set(versions_between(h, first, last)))
 
 
 def _labels(record: dict[str, Any]) -> set[int]:
