@@ -259,7 +259,8 @@ async def _edit_cycles(http: httpx.AsyncClient, root: str, group: list[int]) -> 
 async def test_concurrent_body_edits_across_processes(two_servers: list[LiveServer]) -> None:
     """DVID's TestConcurrentMutations through two processes: workers on both edit disjoint
     body groups at once; afterwards both processes serve exactly the expected bodies."""
-    from tests.rest.test_labelmap_bodies import Model, _largest, _sample, check
+    from tests.fly_samples import two_samples
+    from tests.rest.test_labelmap_bodies import Model, _largest, check
 
     a, b = (httpx.AsyncClient(base_url=s.url, timeout=120) for s in two_servers)
     async with a, b:
@@ -267,7 +268,7 @@ async def test_concurrent_body_edits_across_processes(two_servers: list[LiveServ
         made = await a.post(f"/api/repo/{root}/instance", json={
             "typename": "labelmap", "dataname": "seg", "BlockSize": "32"})
         assert made.status_code == 200, made.text
-        model = Model(np.concatenate([_sample("fib19"), _sample("cx")], axis=2))
+        model = Model(two_samples())
         posted = await b.post(f"/api/node/{root}/seg/raw/0_1_2/128_64_64/0_0_0",
                               content=model.svs.astype("<u8").tobytes())
         assert posted.status_code == 200, posted.text

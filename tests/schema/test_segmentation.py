@@ -7,7 +7,7 @@ import httpx
 import numpy as np
 
 from tests.conftest import LiveServer
-from tests.rest.test_labelmap import _sample
+from tests.fly_samples import sample
 from tests.schema.conftest import Gql, ws_session
 
 SEGMENTATION = """
@@ -23,7 +23,7 @@ query($v: String!, $p: [Int!]!, $ps: [[Int!]!]!) { version(ref: $v) {
 
 
 def _volume(server: LiveServer) -> tuple[str, np.ndarray]:
-    truth = _sample("fib19")
+    truth = sample("fib19")
     with httpx.Client(base_url=server.url, timeout=30) as http:
         root = http.post("/api/repos", json={}).json()["root"]
         assert http.post(f"/api/repo/{root}/instance", json={
