@@ -19,20 +19,19 @@ pack the encoder's bits; the numpy code stays as the fallback, selected by :data
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
 from typing_extensions import Buffer
 
 from dvidql.codec.serialization import GZIP, LZ4, NONE, deserialize, serialize
-
-try:
-    from dvidql.codec import _labelkernels as _kernels
-except ImportError:  # numba, the optional "fast" extra, is not installed
-    _kernels = None  # type: ignore[assignment]
 
 __all__ = ["LabelBlock", "LabelCodec", "Relabel", "block_labels", "decode_label_block",
            "dict_relabel", "encode_label_block", "label_counts", "labels_at_voxels",
@@ -55,9 +54,17 @@ _VOXEL_STRIDES = np.array([SUB * SUB, SUB, 1])  # z, y, x inside a sub-block
 _0, _1, _3, _7, _9, _32 = (np.array(v) for v in (0, 1, 3, 7, 9, 32))
 _LOW32 = np.array(0xFFFFFFFF)
 
-# Whether the codec uses the numba kernels: by default when numba is installed. Tests and the
-# benchmark turn it off to check and time the numpy fallback.
-use_numba = _kernels is not None
+# Whether the codec uses the numba kernels: by default when numba (the optional "fast" extra)
+# is installed. Tests and the benchmark turn it off to check and time the numpy fallback.
+use_numba = importlib.util.find_spec("numba") is not None
+
+
+@functools.cache
+def _kernels() -> ModuleType:
+    """The kernels, imported at their first use: importing numba takes about half a second,
+    which every process start (a test's server, a CLI call) would pay whether it codes label
+    blocks or not."""
+    return importlib.import_module("dvidql.codec._labelkernels")
 
 
 class _Palette(NamedTuple):
@@ -165,7 +172,7 @@ def encode_label_block(labels: np.ndarray) -> bytes:
     voxels = values_per_voxel.reshape(nsb, SUB_VOXELS)
     stream = np.empty(64 * int(widths.sum()), np.uint8)
     if use_numba:
-        _kernels.pack_values(voxels, widths, stream)
+        _kernels().pack_values(voxels, widths, stream)
     else:
         for b, rows, at in _width_groups(widths):
             bits = ((voxels[rows][:, :, None] >> _SHIFTS[-b:]) & 1).astype(np.uint8)
@@ -295,7 +302,7 @@ def decode_label_block(data: Buffer, shape: tuple[int, int, int],
     if not use_numba:
         return _decode_numpy(layout, labels, stream).reshape(shape)
     out = np.empty(shape, np.uint64)
-    top, bad = _kernels.decode_into(out, stream, layout.ns, layout.indices, labels)
+    top, bad = _kernels().decode_into(out, stream, layout.ns, layout.indices, labels)
     _palette_index_check(top, len(labels))
     _value_check(bad)
     return out
@@ -366,7 +373,7 @@ def labels_at_voxels(data: Buffer | LabelBlock, shape: tuple[int, int, int],
     _, gy, gx = palette.grid
     stream = np.frombuffer(data, np.uint8)
     if use_numba:
-        chosen, bad = _kernels.palette_indices_at(stream, offset, ns, offsets, widths, indices,
+        chosen, bad = _kernels().palette_indices_at(stream, offset, ns, offsets, widths, indices,
                                                   np.ascontiguousarray(pts), gy, gx)
         _value_check(bad)
     else:
