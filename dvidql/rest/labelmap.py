@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import lz4.block
 import numpy as np
 from starlette.requests import Request
@@ -219,6 +221,19 @@ async def _ingest_stream(request: Request, h: DataHandle, *, index: bool,
     return Response(headers={"X-Mutation-Id": str(mutation_id)})
 
 
+async def _hashed_body(request: Request) -> bytes:
+    """The request body, checked against ``hash`` (the MD5 hex of the body) when the client
+    sends one, as DVID does for the JSON bodies of its GET requests, which proxies may drop."""
+    body = await read_body(request)
+    wanted = request.query_params.get("hash")
+    if wanted is not None:
+        found = hashlib.md5(body, usedforsecurity=False).hexdigest()
+        if found != wanted.strip().lower():
+            raise BadRequest(f"the body's MD5 is {found}, not hash={wanted}: the body was "
+                             "changed or lost on its way; send it again")
+    return body
+
+
 async def label(request: Request, h: DataHandle, point: str) -> Response:
     h, supervoxels = _read_options(request, h)
     found = await ops.labels_at(h, np.array([parse_point(point, 3, "point")]),
@@ -229,7 +244,7 @@ async def label(request: Request, h: DataHandle, point: str) -> Response:
 async def labels(request: Request, h: DataHandle) -> Response:
     """``GET`` with a JSON body of ``[[x, y, z], ...]`` (as DVID), or ``POST`` of the same."""
     h, supervoxels = _read_options(request, h)
-    points = decode_json(await read_body(request), list, "a JSON list of [x, y, z] points")
+    points = decode_json(await _hashed_body(request), list, "a JSON list of [x, y, z] points")
     if not all(isinstance(p, list) and len(p) == 3 and all(
             isinstance(v, int) and not isinstance(v, bool) for v in p) for p in points):
         raise BadRequest("request body must be a JSON list of [x, y, z] integer points")
@@ -309,7 +324,7 @@ async def size(request: Request, h: DataHandle, label: str) -> Response:
 
 
 async def sizes(request: Request, h: DataHandle) -> Response:
-    labels = _label_list(await read_body(request), "a JSON list of labels")
+    labels = _label_list(await _hashed_body(request), "a JSON list of labels")
     return json_response(await bodies.label_sizes(h, labels,
                                                   supervoxels=_flag(request, "supervoxels")))
 
@@ -436,7 +451,7 @@ async def lastmod(request: Request, h: DataHandle, label: str) -> Response:
 # ----- the mapping and labels --------------------------------------------------------------
 
 async def mapping(request: Request, h: DataHandle) -> Response:
-    labels = _label_list(await read_body(request), "a JSON list of supervoxel ids")
+    labels = _label_list(await _hashed_body(request), "a JSON list of supervoxel ids")
     return json_response((await model.bodies_of(h, np.asarray(labels, np.uint64))).tolist())
 
 
