@@ -583,6 +583,10 @@ async def set_nextlabel(request: Request, h: DataHandle, label: str) -> Response
     return Response(headers={"X-Mutation-Id": str(mutation_id)})
 
 
+async def supervoxel_splits(request: Request, h: DataHandle) -> Response:
+    return json_response(await history.supervoxel_splits(h))
+
+
 async def mutations(request: Request, h: DataHandle) -> Response:
     """This instance's log records at this version, oldest first."""
     return json_response(await history.records(h, {h.node.uuid}))
@@ -656,6 +660,8 @@ routes = [
               "split the voxels of an rles sparse volume off a body into a new body"),
     TypeRoute("/split-supervoxel/{label}", frozenset({"POST"}), split_supervoxel,
               "split the voxels of an rles sparse volume off a supervoxel (split=, remain=)"),
+    TypeRoute("/supervoxel-splits", frozenset({"GET"}), supervoxel_splits,
+              "every supervoxel split this version sees, by version, nearest first"),
     TypeRoute("/mutations", frozenset({"GET"}), mutations,
               "this instance's mutation records at this version"),
     TypeRoute("/mutations-range/{first}/{last}", frozenset({"GET"}), mutations_range,

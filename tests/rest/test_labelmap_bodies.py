@@ -427,6 +427,31 @@ def test_split_supervoxel(client: httpx.Client) -> None:
     check(client, root, model, [a])
 
 
+def test_supervoxel_splits_by_version(client: httpx.Client) -> None:
+    """DVID's supervoxel-splits: a body split at the root, a supervoxel split at a child;
+    each version sees its own splits first, then its ancestors'."""
+    root, model = _scaled_seg(client)
+    assert client.get(_url(root, "supervoxel-splits")).json() == []
+    a, b = _largest(model, 2)
+    region = (model.svs == a) & (np.arange(SHAPE[2]) < 60)[None, None, :]
+    assert region.any() and ((model.svs == a) & ~region).any()
+    response = client.post(_url(root, f"split/{a}"), content=encode_rles(mask_runs(region)))
+    assert response.status_code == 200, response.text
+    body_split = _last(client, root, "split")
+    at_root = [[body_split["MutationID"], int(sv), ids["Remain"], ids["Split"]]
+               for sv, ids in body_split["SVSplits"].items()]
+    version = child(client, root)
+    part = (model.svs == b) & (np.arange(SHAPE[2]) < 70)[None, None, :]
+    response = client.post(_url(version, f"split-supervoxel/{b}"),
+                           params={"split": 900001, "remain": 900002},
+                           content=encode_rles(mask_runs(part)))
+    assert response.status_code == 200, response.text
+    mutation_id = response.json()["MutationID"]
+    assert client.get(_url(version, "supervoxel-splits")).json() == [
+        version, [[mutation_id, b, 900002, 900001]], root, at_root]
+    assert client.get(_url(root, "supervoxel-splits")).json() == [root, at_root]
+
+
 def test_bad_splits_change_nothing(client: httpx.Client, seg: tuple[str, Model]) -> None:
     root, model = seg
     a, b = _largest(model, 2)

@@ -1,6 +1,6 @@
 """The mutation log of one labelmap instance seen across versions: records between two
-versions, and those touching a body's supervoxels (DVID's ``mutations-range`` and
-``history``)."""
+versions, those touching a body's supervoxels, and the supervoxel splits a version sees
+(DVID's ``mutations-range``, ``history`` and ``supervoxel-splits``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dvidql.errors import BadRequest
 from dvidql.events import log as mutation_log
 from dvidql.versions.dag import Node
 
-__all__ = ["records", "records_between", "touching"]
+__all__ = ["records", "records_between", "supervoxel_splits", "touching"]
 
 # the fields of DVID's labelmap messages that name bodies or supervoxels
 _LABEL_FIELDS = ("Target", "Labels", "OrigLabel", "CleavedLabel", "CleavedSupervoxels",
@@ -65,3 +65,33 @@ def _labels(record: dict[str, Any]) -> set[int]:
 def touching(records: Iterable[dict[str, Any]], labels: set[int]) -> list[dict[str, Any]]:
     """The records that name any of ``labels``."""
     return [r for r in records if _labels(r) & labels]
+
+
+def _splits_of(record: dict[str, Any]) -> list[list[int]]:
+    """``[mutation id, old, remain, split]`` for each supervoxel a split record splits
+    (remain 0 where no voxels remained)."""
+    mutation_id = record["MutationID"]
+    if record.get("Action") == "split-supervoxel":
+        return [[mutation_id, record["Supervoxel"], record["RemainSupervoxel"],
+                 record["SplitSupervoxel"]]]
+    if record.get("Action") == "split":
+        return [[mutation_id, int(sv), ids["Remain"], ids["Split"]]
+                for sv, ids in (record.get("SVSplits") or {}).items()]
+    return []
+
+
+async def supervoxel_splits(h: DataHandle) -> list[Any]:
+    """DVID's ``supervoxel-splits``: every supervoxel split this version sees, as a flat list
+    ``[uuid, [[mutation id, old, remain, split], ...], uuid, [...], ...]``, this version
+    first and then its ancestors, nearest first (newer versions have larger ids); versions
+    without splits are left out, so no splits at all is ``[]``."""
+    uuids = {h.repo.nodes[v].uuid: v for v in h.lineage.members}
+    by_version: dict[str, list[list[int]]] = {}
+    for record in await records(h, set(uuids)):
+        found = _splits_of(record)
+        if found:
+            by_version.setdefault(record["UUID"], []).extend(found)
+    out: list[Any] = []
+    for uuid in sorted(by_version, key=lambda u: uuids[u], reverse=True):
+        out += [uuid, by_version[uuid]]
+    return out
