@@ -456,23 +456,18 @@ class DvidClient:
     def post_blocks(self, coord: Xyz, count: int, data: bytes) -> None:
         self.call("POST", f"{self.node}/blocks/{_xyz(coord)}/{count}", content=data)
 
-    def label_blocks(self, lo: Xyz, size: Xyz) -> list[tuple[Xyz, memoryview]]:
-        """The blocks a labelmap stores at this version in the block-aligned box ``size`` at
-        ``lo``: coordinates and gzipped supervoxel label blocks as stored, which ``POST
-        blocks`` takes back unchanged (DVID serves them too)."""
+    def stored_labels(self, lo: Xyz, size: Xyz) -> list[Xyz]:
+        """Block coordinates a labelmap stores at this version in the block-aligned box
+        ``size`` at ``lo``, from the block stream of its stored blocks as stored (DVID
+        serves it too)."""
         response = self.call("GET", f"{self.node}/blocks/{_xyz(size)}/{_xyz(lo)}",
                              params={"compression": "blocks", "supervoxels": "true"})
         try:
-            return decode_block_stream(response.content)
+            return [coord for coord, _ in decode_block_stream(response.content)]
         except ValueError as exc:
             raise IngestError(f"GET {self.base}{self.node}/blocks did not answer with a block "
                               f"stream ({exc}); is {self.base} a DVID or dvidql server?"
                               ) from None
-
-    def stored_labels(self, lo: Xyz, size: Xyz) -> list[Xyz]:
-        """Block coordinates a labelmap stores at this version in the block-aligned box
-        ``size`` at ``lo``."""
-        return [coord for coord, _ in self.label_blocks(lo, size)]
 
     def locked(self) -> bool:
         """Whether the version is committed, so that nothing can be written to it."""

@@ -1,12 +1,12 @@
 """numba kernels for DVID's compressed label block (:mod:`dvidql.codec.labelblock`).
 
-numba is the optional ``fast`` extra: labelblock imports this module when numba is installed and
-keeps its numpy code as the fallback. The numpy decoder needs several passes over every voxel
-(unpack bits, gather, transpose); the kernel reads each voxel's bits and writes its label in
-one pass. Reading the labels at a few points costs numpy a few dozen calls on tiny arrays
-whatever their number; its kernel is one call. The encoder's numpy bit packing spends a byte
-on every bit first; its kernel does not. Kernels are cached on disk (no recompiling at every
-start-up) and release the GIL, so worker threads code blocks in parallel.
+numba is the optional ``fast`` extra: labelblock imports this module at its first use when
+numba is installed, and keeps its numpy code as the fallback. The numpy decoder needs several
+passes over every voxel (unpack bits, gather, transpose); the kernel reads each voxel's bits
+and writes its label in one pass. Reading the labels at a few points costs numpy a few dozen
+calls on tiny arrays whatever their number; its kernel is one call. The encoder's numpy bit
+packing spends a byte on every bit first; its kernel does not. Kernels are cached on disk (no
+recompiling at every start-up) and release the GIL, so worker threads code blocks in parallel.
 """
 
 from __future__ import annotations

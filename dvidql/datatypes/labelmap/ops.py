@@ -77,20 +77,17 @@ async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = Fa
     blocks = await _blocks(h, [raws[i] for i in present])  # type: ignore[misc]
     out = np.zeros(len(pts), np.uint64)
     local = (pts - coords * block)[:, ::-1]  # z, y, x within the block
-    if len(present) == 1 and len(unique) == 1:  # one block: no grouping of points
-        out[:] = labels_at_voxels(blocks[0], lay.block_shape, local)
-    elif present:
-        # the points of block i are by_block[starts[i]:starts[i + 1]]
-        by_block = np.argsort(inverse, kind="stable")
-        starts = np.searchsorted(inverse[by_block], np.arange(len(unique) + 1))
+    # the points of block i are by_block[starts[i]:starts[i + 1]]
+    by_block = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[by_block], np.arange(len(unique) + 1))
 
-        def work(part: Sequence[int]) -> list[None]:
-            for j in part:
-                mine = by_block[starts[present[j]]:starts[present[j] + 1]]
-                out[mine] = labels_at_voxels(blocks[j], lay.block_shape, local[mine])
-            return []
+    def work(part: Sequence[int]) -> list[None]:
+        for j in part:
+            mine = by_block[starts[present[j]]:starts[present[j] + 1]]
+            out[mine] = labels_at_voxels(blocks[j], lay.block_shape, local[mine])
+        return []
 
-        await in_parallel(range(len(present)), work)
+    await in_parallel(range(len(present)), work)
     return out if supervoxels else await bodies_of(h, out)
 
 
