@@ -18,20 +18,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from dvidql.config import Settings
 from dvidql.errors import DvidqlError
 from dvidql.rest import rest_routes
+from dvidql.rest.common import error_response
+from dvidql.rest.dispatch import DataRequests
 from dvidql.schema import graphql_routes
 from dvidql.service import Service
 
 __all__ = ["build_app"]
 
 log = logging.getLogger("dvidql")
-
-
-async def _dvidql_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, DvidqlError)
-    if exc.status >= 500:
-        log.error("%s %s: %s", request.method, request.url.path, exc.message)
-    body = {"error": exc.message, "code": exc.code, **exc.details()}
-    return JSONResponse(body, status_code=exc.status)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -58,7 +52,7 @@ class _CatchUp:
                 await scope["app"].state.service.repos.catch_up()
             except DvidqlError as exc:
                 if scope["type"] == "http":
-                    await (await _dvidql_error(Request(scope), exc))(scope, receive, send)
+                    await (await error_response(Request(scope), exc))(scope, receive, send)
                 else:  # 1013: try again later
                     await send({"type": "websocket.close", "code": 1013, "reason": exc.message})
                 return
@@ -90,7 +84,8 @@ def build_app(settings: Settings, service: Service | None = None) -> Starlette:
                        allow_headers=["Authorization", "Content-Type", "Range"],
                        expose_headers=["Content-Range", "Content-Length"]),
             Middleware(_CatchUp),
+            Middleware(DataRequests),
         ],
-        exception_handlers={DvidqlError: _dvidql_error, HTTPException: _http_error},
+        exception_handlers={DvidqlError: error_response, HTTPException: _http_error},
         lifespan=lifespan,
     )

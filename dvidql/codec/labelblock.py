@@ -265,6 +265,36 @@ class LabelBlock(NamedTuple):
         """About the memory it holds: the bytes and the per-sub-block tables."""
         return len(self.data) + 3 * self.layout.ns.nbytes
 
+    def label_at(self, z: int, y: int, x: int) -> int:
+        """The label at one voxel, in plain integer arithmetic: a single point, the hot read
+        of proofreading tools, costs a few microseconds this way against tens through the
+        array path of :func:`labels_at_voxels`, which it agrees with (same label or same
+        ValueError)."""
+        shape = self.shape
+        if not (0 <= z < shape[0] and 0 <= y < shape[1] and 0 <= x < shape[2]):
+            raise ValueError(f"points must lie in the block of shape {shape}")
+        palette, ns, widths, before, indices, values = self.layout
+        labels = palette.labels
+        if len(labels) == 1:
+            return int(labels[0])
+        _, gy, gx = palette.grid
+        s = ((z >> 3) * gy + (y >> 3)) * gx + (x >> 3)
+        count = int(ns[s])
+        if count == 0:
+            return 0
+        width = int(widths[s])
+        offset = int(before[s])
+        value = 0
+        if width:
+            bit = ((offset >> 32) << 9) + (((z & 7) * SUB + (y & 7)) * SUB + (x & 7)) * width
+            at = values + (bit >> 3)
+            word = int.from_bytes(self.data[at:at + 2].ljust(2, b"\0"), "big")
+            value = (word >> (16 - width - (bit & 7))) & ((1 << width) - 1)
+        _value_check(value >= count)
+        index = int(indices[(offset & 0xFFFFFFFF) + value])
+        _palette_index_check(index, len(labels))
+        return int(labels[index])
+
 
 def parse_label_block(data: Buffer, shape: tuple[int, int, int]) -> LabelBlock:
     """The block (copied) with its layout, checked as :func:`decode_label_block` checks it."""

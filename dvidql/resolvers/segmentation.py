@@ -16,7 +16,7 @@ from dvidql.resolvers.grayscale import base_url, box_geometry, open_instance
 if TYPE_CHECKING:
     from dvidql.schema.context import Context
 
-__all__ = ["MAX_POINTS", "labels_at", "open_segmentation", "subvolume_url"]
+__all__ = ["MAX_POINTS", "label_at", "labels_at", "open_segmentation", "subvolume_url"]
 
 MAX_POINTS = 100_000  # points per labels query; more go to the REST labels endpoint
 TRANSFERS = {None, "lz4", "gzip", "google", "googlegzip"}
@@ -26,13 +26,22 @@ def open_segmentation(ctx: Context, ref: str, name: str) -> DataHandle:
     return open_instance(ctx, ref, name, LabelmapType.type_name)
 
 
+_POINT_SHAPE = "each point needs three integers [x, y, z]"
+
+
 async def labels_at(handle: DataHandle, points: Sequence[Sequence[int]]) -> list[int]:
     if len(points) > MAX_POINTS:
         raise BadRequest(f"{len(points)} points are more than the {MAX_POINTS} a query takes; "
                          "POST them to the REST labels endpoint instead")
     if any(len(p) != 3 for p in points):
-        raise BadRequest("each point needs three integers [x, y, z]")
+        raise BadRequest(_POINT_SHAPE)
     return [int(v) for v in await ops.labels_at(handle, np.array(points, np.int64))]
+
+
+async def label_at(handle: DataHandle, point: Sequence[int]) -> int:
+    if len(point) != 3:
+        raise BadRequest(_POINT_SHAPE)
+    return await ops.label_at(handle, point)
 
 
 def subvolume_url(ctx: Context, handle: DataHandle, offset: Sequence[int],

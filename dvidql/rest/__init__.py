@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from dvidql.rest import dispatch, nodes, repos, server
+from dvidql.rest import nodes, repos, server
 
 __all__ = ["rest_routes"]
 
 
 def rest_routes() -> list[BaseRoute]:
-    """Data requests, the hot path, are matched first; the dispatcher's pattern needs a path
-    below the instance, so node actions (reserved names) never reach it."""
-    return [*dispatch.routes, *server.routes, *repos.routes, *nodes.routes]
+    """Server, repo and node endpoints; data requests, the hot path, never reach the router:
+    :class:`dvidql.rest.dispatch.DataRequests` serves them from the middleware stack."""
+    return [*server.routes, *repos.routes, *nodes.routes]

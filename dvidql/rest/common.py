@@ -3,6 +3,7 @@ and the route-table entry that datatypes use."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,12 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dvidql.codec.jsonbody import decode_json
-from dvidql.errors import BadRequest, PayloadTooLarge
+from dvidql.errors import BadRequest, DvidqlError, PayloadTooLarge
 from dvidql.service import Caller, Service
 
 __all__ = [
     "TypeRoute",
     "caller",
+    "error_response",
     "json_body",
     "json_response",
     "read_body",
@@ -25,6 +27,8 @@ __all__ = [
     "string_list",
     "text_field",
 ]
+
+log = logging.getLogger("dvidql")
 
 MUTATING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 _ANONYMOUS = Caller()
@@ -98,6 +102,16 @@ async def json_body(request: Request, *, required: bool = False) -> dict[str, An
 
 def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+async def error_response(request: Request, exc: Exception) -> Response:
+    """The JSON answer to a refused request: the message, a stable code and any details;
+    server-side failures are logged too."""
+    assert isinstance(exc, DvidqlError)
+    if exc.status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc.message)
+    body = {"error": exc.message, "code": exc.code, **exc.details()}
+    return json_response(body, status=exc.status)
 
 
 def text_field(body: dict[str, Any], name: str, default: str = "") -> str:

@@ -74,6 +74,8 @@ def _scale(request: Request, h: DataHandle) -> DataHandle:
 def _read_options(request: Request, h: DataHandle, *, stream: bool = False
                   ) -> tuple[DataHandle, bool]:
     """The handle at the requested scale, and whether supervoxels were asked for."""
+    if not request.scope["query_string"]:  # the usual case: spare parsing nothing
+        return h, False
     compression = request.query_params.get("compression")
     if compression and not stream and compression not in READ_TRANSFERS:
         raise BadRequest(f"compression must be one of {', '.join(READ_TRANSFERS)} (or absent "
@@ -236,9 +238,8 @@ async def _hashed_body(request: Request) -> bytes:
 
 async def label(request: Request, h: DataHandle, point: str) -> Response:
     h, supervoxels = _read_options(request, h)
-    found = await ops.labels_at(h, np.array([parse_point(point, 3, "point")]),
-                                supervoxels=supervoxels)
-    return json_response({"Label": int(found[0])})
+    found = await ops.label_at(h, parse_point(point, 3, "point"), supervoxels=supervoxels)
+    return json_response({"Label": found})
 
 
 async def labels(request: Request, h: DataHandle) -> Response:
@@ -367,11 +368,10 @@ async def sparsevol(request: Request, h: DataHandle, label: str) -> Response:
 
 async def sparsevol_by_point(request: Request, h: DataHandle, point: str) -> Response:
     supervoxels = _flag(request, "supervoxels")
-    found = await ops.labels_at(h, np.array([parse_point(point, 3, "point")]),
-                                supervoxels=supervoxels)
-    if not found[0]:
+    found = await ops.label_at(h, parse_point(point, 3, "point"), supervoxels=supervoxels)
+    if not found:
         raise NotFound(f"no label at point {point}")
-    return await _sparsevol(request, h, int(found[0]))
+    return await _sparsevol(request, h, found)
 
 
 _SPARSE_FORMATS = ("rles", "srles", "blocks")

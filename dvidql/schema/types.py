@@ -558,7 +558,7 @@ class Segmentation(_Volume):
 
     @strawberry.field(description="The label at a voxel; 0 where nothing was written.")
     async def label(self, point: Point3) -> UInt64:
-        return UInt64((await seg_resolvers.labels_at(self.handle, [point]))[0])
+        return UInt64(await seg_resolvers.label_at(self.handle, point))
 
     @strawberry.field(description="The labels at many voxels, in order (up to 100,000 "
                                   "points; more go to the REST labels endpoint).")

@@ -312,6 +312,11 @@ def assert_points_match_decode(data: bytes, shape: tuple[int, int, int], points:
         got = labels_at_voxels(block, shape, points, relabel)  # type: ignore[arg-type]
         assert got.dtype == np.uint64 and got.shape == (len(points),)
         np.testing.assert_array_equal(got, want)
+    if relabel is None:  # one point at a time, as a single-point read takes it
+        parsed = parse_label_block(data, shape)
+        some = points[::max(1, len(points) // 500)]
+        assert [parsed.label_at(*p) for p in some.tolist()] == want[::max(1, len(points) // 500)
+                                                                    ].tolist()
 
 
 def test_a_parsed_block_is_checked_once_and_keeps_its_shape() -> None:
@@ -451,6 +456,12 @@ def test_labels_at_bad_points(points: np.ndarray) -> None:
         labels_at_voxels(TWO, (8, 8, 8), points)
 
 
+@pytest.mark.parametrize("point", [(0, 0, 8), (-1, 0, 0), (0, 64, 0), (8, 0, 0)])
+def test_label_at_a_point_outside_the_block(point: tuple[int, int, int]) -> None:
+    with pytest.raises(ValueError, match="points must"):
+        parse_label_block(TWO, (8, 8, 8)).label_at(*point)
+
+
 def test_labels_at_voxels_bad_shape() -> None:
     with pytest.raises(ValueError, match="multiple of 8 up to 1024"):
         labels_at_voxels(TWO, (8, 8, 12), np.zeros((1, 3), np.int64))
@@ -510,8 +521,21 @@ def test_numba_and_numpy_agree(kernels: str, labels: np.ndarray, data: st.DataOb
     lo, hi = data.draw(st.sampled_from(parts))
     for at in data.draw(st.lists(st.integers(lo, hi - 1), min_size=1, max_size=4)):
         block[at] ^= data.draw(st.integers(1, 255))
+    def one_at_a_time() -> list[int] | str:
+        try:
+            parsed = parse_label_block(bytes(block), labels.shape)
+            return [parsed.label_at(*p) for p in points.tolist()]
+        except ValueError as error:
+            return str(error)
+
     for run in (decode, at_points):
         numba, numpy = both(run)
+        if run is at_points and relabel is None:  # point by point: an error, or the labels
+            scalar = one_at_a_time()
+            if isinstance(numba, str):
+                assert isinstance(scalar, str)
+            else:
+                assert scalar == numba.tolist()
         assert type(numba) is type(numpy)
         if isinstance(numba, str):
             assert numba == numpy

@@ -36,6 +36,9 @@ def test_cors_headers(client: httpx.Client, root: str) -> None:
     assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
     assert client.get("/api/node/nope/kv/keys",
                       headers=origin).headers["access-control-allow-origin"] == "*"
+    data = client.get(f"/api/node/{root}/kv/keys", headers=origin)  # served past the router
+    assert data.status_code == 200 and data.headers["access-control-allow-origin"] == "*"
+    assert "content-range" in data.headers["access-control-expose-headers"].lower()
 
 
 def test_repo_info_shape(client: httpx.Client, root: str) -> None:

@@ -53,6 +53,7 @@ __all__ = [
     "allocate",
     "block_write_plan",
     "bodies_of",
+    "body_of",
     "commit",
     "label_counter",
     "load_indices",
@@ -132,10 +133,24 @@ async def _map_unique(h: DataHandle, unique: np.ndarray, txn: Txn | None,
     mapped = unique.copy()
     for i, value in enumerate(await _values(h, raws)):
         if value is not None:
-            mapped[i] = int.from_bytes(value, "little")
+            mapped[i] = _body(0, value)
     if len(unique) and unique[0] == 0:
         mapped[0] = 0
     return mapped
+
+
+async def body_of(h: DataHandle, supervoxel: int) -> int:
+    """The body of one supervoxel, as :func:`bodies_of` gives it, without the arrays: the
+    mapping read of a single-point request."""
+    if not supervoxel:
+        return 0
+    (value,) = await _values(h, await _raw(h, [mapping_tkey(supervoxel)], None))
+    return _body(supervoxel, value)
+
+
+def _body(supervoxel: int, value: bytes | None) -> int:
+    """The body a mapping entry names; a supervoxel without one is its own body."""
+    return supervoxel if value is None else int.from_bytes(value, "little")
 
 
 async def relabeler(h: DataHandle, labels: np.ndarray) -> Relabel:

@@ -20,7 +20,7 @@ from dvidql.codec.labelblock import (
 )
 from dvidql.codec.serialization import GZIP, deserialize, gzip_bytes, stored_format
 from dvidql.datatypes.base import DataHandle
-from dvidql.datatypes.imageblk import layout
+from dvidql.datatypes.imageblk import Layout, layout
 from dvidql.datatypes.imageblk.keys import block_tkey
 from dvidql.datatypes.imageblk.ops import (
     check_request_size,
@@ -36,6 +36,7 @@ from dvidql.datatypes.labelmap.model import (
     Reads,
     block_write_plan,
     bodies_of,
+    body_of,
     relabeler,
     replan_if_stale,
 )
@@ -55,8 +56,29 @@ from dvidql.ids import now
 from dvidql.parallel import in_parallel
 from dvidql.storage.base import Txn
 
-__all__ = ["ingest_compressed", "labels_at", "read_labels", "stream_payloads", "update_scales",
-           "write_label_blocks", "write_label_box"]
+__all__ = ["ingest_compressed", "label_at", "labels_at", "read_labels", "stream_payloads",
+           "update_scales", "write_label_blocks", "write_label_box"]
+
+
+_POINT_RANGE = "points must lie within the 32-bit coordinate range"
+
+
+async def label_at(h: DataHandle, point: Sequence[int], *, supervoxels: bool = False) -> int:
+    """The label (body, or ``supervoxels``) at one x, y, z voxel: :func:`labels_at` for the
+    single point that proofreading tools ask for most, in integer arithmetic, without the
+    array set-up that pays off only for many points."""
+    x, y, z = (int(v) for v in point)
+    if not (INT32_MIN <= min(x, y, z) and max(x, y, z) <= INT32_MAX):
+        raise BadRequest(_POINT_RANGE)
+    lay = layout(h.instance)
+    bx, by, bz = lay.block
+    raw = await h.kv.get_raw(h.instance_id, block_tkey((x // bx, y // by, z // bz), h.scale),
+                             h.lineage)
+    if raw is None:
+        return 0
+    (block,) = await _blocks(h, lay, [raw])
+    label = block.label_at(z % bz, y % by, x % bx)
+    return label if supervoxels else await body_of(h, label)
 
 
 async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = False
@@ -66,7 +88,7 @@ async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = Fa
     when it is there) and only the parts of it that hold the points are decoded."""
     pts = np.asarray(points, np.int64).reshape(-1, 3)
     if pts.size and (pts.min() < INT32_MIN or pts.max() > INT32_MAX):
-        raise BadRequest("points must lie within the 32-bit coordinate range")
+        raise BadRequest(_POINT_RANGE)
     lay = layout(h.instance)
     block = np.asarray(lay.block, np.int64)
     coords = pts // block
@@ -74,7 +96,7 @@ async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = Fa
     raws = await h.kv.get_raw_many(
         h.instance_id, [block_tkey(c, h.scale) for c in map(tuple, unique.tolist())], h.lineage)
     present = [i for i, raw in enumerate(raws) if raw is not None]
-    blocks = await _blocks(h, [raws[i] for i in present])  # type: ignore[misc]
+    blocks = await _blocks(h, lay, [raws[i] for i in present])  # type: ignore[misc]
     out = np.zeros(len(pts), np.uint64)
     local = (pts - coords * block)[:, ::-1]  # z, y, x within the block
     # the points of block i are by_block[starts[i]:starts[i + 1]]
@@ -91,10 +113,10 @@ async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = Fa
     return out if supervoxels else await bodies_of(h, out)
 
 
-async def _blocks(h: DataHandle, raws: Sequence[bytes]) -> list[LabelBlock]:
+async def _blocks(h: DataHandle, lay: Layout, raws: Sequence[bytes]) -> list[LabelBlock]:
     """The compressed label blocks of stored entries, decompressed and parsed (not decoded),
     kept in the store's cache of decoded blocks for the next read."""
-    shape = layout(h.instance).block_shape
+    shape = lay.block_shape
     return await h.kv.decoded(raws, f"labelblock {shape}",
                               lambda stored: parse_label_block(deserialize(stored), shape),
                               lambda block: block.nbytes)
@@ -112,7 +134,7 @@ async def read_labels(h: DataHandle, box: Box, *, supervoxels: bool = False) -> 
     entries = await h.kv.get_raw_many(
         h.instance_id, [block_tkey(tuple(c), h.scale) for c in coords], h.lineage)
     present = [i for i, e in enumerate(entries) if e is not None]
-    blocks = await _blocks(h, [entries[i] for i in present])  # type: ignore[misc]
+    blocks = await _blocks(h, lay, [entries[i] for i in present])  # type: ignore[misc]
     relabel = await relabeler(h, _palettes([b.data for b in blocks]))
     out = new_volume(box, len(present) == len(entries), 0, np.uint64)
 
