@@ -276,14 +276,14 @@ class LabelBlock(NamedTuple):
         palette, ns, widths, before, indices, values = self.layout
         labels = palette.labels
         if len(labels) == 1:
-            return int(labels[0])
+            return labels.item(0)  # type: ignore[no-any-return]
         _, gy, gx = palette.grid
         s = ((z >> 3) * gy + (y >> 3)) * gx + (x >> 3)
-        count = int(ns[s])
+        count = ns.item(s)
         if count == 0:
             return 0
-        width = int(widths[s])
-        offset = int(before[s])
+        width = widths.item(s)
+        offset = before.item(s)
         value = 0
         if width:
             bit = ((offset >> 32) << 9) + (((z & 7) * SUB + (y & 7)) * SUB + (x & 7)) * width
@@ -291,9 +291,9 @@ class LabelBlock(NamedTuple):
             word = int.from_bytes(self.data[at:at + 2].ljust(2, b"\0"), "big")
             value = (word >> (16 - width - (bit & 7))) & ((1 << width) - 1)
         _value_check(value >= count)
-        index = int(indices[(offset & 0xFFFFFFFF) + value])
+        index = indices.item((offset & 0xFFFFFFFF) + value)
         _palette_index_check(index, len(labels))
-        return int(labels[index])
+        return labels.item(index)  # type: ignore[no-any-return]
 
 
 def parse_label_block(data: Buffer, shape: tuple[int, int, int]) -> LabelBlock:

@@ -144,8 +144,8 @@ async def body_of(h: DataHandle, supervoxel: int) -> int:
     mapping read of a single-point request."""
     if not supervoxel:
         return 0
-    (value,) = await _values(h, await _raw(h, [mapping_tkey(supervoxel)], None))
-    return _body(supervoxel, value)
+    raw = await h.kv.get_raw(h.instance_id, mapping_tkey(supervoxel), h.lineage)
+    return _body(supervoxel, None if raw is None else (await h.kv.materialize([raw]))[0])
 
 
 def _body(supervoxel: int, value: bytes | None) -> int:

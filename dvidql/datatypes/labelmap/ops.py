@@ -20,7 +20,7 @@ from dvidql.codec.labelblock import (
 )
 from dvidql.codec.serialization import GZIP, deserialize, gzip_bytes, stored_format
 from dvidql.datatypes.base import DataHandle
-from dvidql.datatypes.imageblk import Layout, layout
+from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk.keys import block_tkey
 from dvidql.datatypes.imageblk.ops import (
     check_request_size,
@@ -70,13 +70,12 @@ async def label_at(h: DataHandle, point: Sequence[int], *, supervoxels: bool = F
     x, y, z = (int(v) for v in point)
     if not (INT32_MIN <= min(x, y, z) and max(x, y, z) <= INT32_MAX):
         raise BadRequest(_POINT_RANGE)
-    lay = layout(h.instance)
-    bx, by, bz = lay.block
+    bx, by, bz = h.instance.settings["BlockSize"]
     raw = await h.kv.get_raw(h.instance_id, block_tkey((x // bx, y // by, z // bz), h.scale),
                              h.lineage)
     if raw is None:
         return 0
-    (block,) = await _blocks(h, lay, [raw])
+    (block,) = await _blocks(h, (bz, by, bx), [raw])
     label = block.label_at(z % bz, y % by, x % bx)
     return label if supervoxels else await body_of(h, label)
 
@@ -96,7 +95,7 @@ async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = Fa
     raws = await h.kv.get_raw_many(
         h.instance_id, [block_tkey(c, h.scale) for c in map(tuple, unique.tolist())], h.lineage)
     present = [i for i, raw in enumerate(raws) if raw is not None]
-    blocks = await _blocks(h, lay, [raws[i] for i in present])  # type: ignore[misc]
+    blocks = await _blocks(h, lay.block_shape, [raws[i] for i in present])  # type: ignore[misc]
     out = np.zeros(len(pts), np.uint64)
     local = (pts - coords * block)[:, ::-1]  # z, y, x within the block
     # the points of block i are by_block[starts[i]:starts[i + 1]]
@@ -113,10 +112,10 @@ async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = Fa
     return out if supervoxels else await bodies_of(h, out)
 
 
-async def _blocks(h: DataHandle, lay: Layout, raws: Sequence[bytes]) -> list[LabelBlock]:
-    """The compressed label blocks of stored entries, decompressed and parsed (not decoded),
-    kept in the store's cache of decoded blocks for the next read."""
-    shape = lay.block_shape
+async def _blocks(h: DataHandle, shape: tuple[int, int, int], raws: Sequence[bytes]
+                  ) -> list[LabelBlock]:
+    """The compressed label blocks (of ``shape``, z, y, x) of stored entries, decompressed
+    and parsed (not decoded), kept in the store's cache of decoded blocks for the next read."""
     return await h.kv.decoded(raws, f"labelblock {shape}",
                               lambda stored: parse_label_block(deserialize(stored), shape),
                               lambda block: block.nbytes)
@@ -134,7 +133,7 @@ async def read_labels(h: DataHandle, box: Box, *, supervoxels: bool = False) -> 
     entries = await h.kv.get_raw_many(
         h.instance_id, [block_tkey(tuple(c), h.scale) for c in coords], h.lineage)
     present = [i for i, e in enumerate(entries) if e is not None]
-    blocks = await _blocks(h, lay, [entries[i] for i in present])  # type: ignore[misc]
+    blocks = await _blocks(h, lay.block_shape, [entries[i] for i in present])  # type: ignore[misc]
     relabel = await relabeler(h, _palettes([b.data for b in blocks]))
     out = new_volume(box, len(present) == len(entries), 0, np.uint64)
 
