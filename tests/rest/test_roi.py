@@ -91,7 +91,8 @@ def test_round_trip_and_union(client: httpx.Client, roi_root: str) -> None:
     assert client.get(url(roi_root, "roi")).json() == spans_of(blocks_of(first + second))
     # DVID's spans are disjoint and come back as they were sent
     assert client.post(url(roi_root, "roi"), json=[]).status_code == 200
-    assert client.delete(url(roi_root, "roi")).status_code == 200
+    deleted = client.delete(url(roi_root, "roi"))
+    assert int(deleted.headers["X-Mutation-Id"]) == int(posted.headers["X-Mutation-Id"]) + 3
     assert client.post(url(roi_root, "roi"), json=DVID_SPANS).status_code == 200
     assert client.get(url(roi_root, "roi")).json() == DVID_SPANS
 
@@ -116,6 +117,22 @@ def test_versions_and_delete(client: httpx.Client, roi_root: str) -> None:
     client.post(url(grandchild, "roi"), json=[[2, 2, 2, 3]])
     assert client.get(url(grandchild, "roi")).json() == [[2, 2, 2, 3]]
     assert client.get(url(kid, "roi")).json() == []
+
+
+def test_branches_merge_into_the_union(client: httpx.Client, roi_root: str) -> None:
+    base = [[0, 0, 0, 3], [1, 1, 1, 1]]
+    client.post(url(roi_root, "roi"), json=base)
+    left = child(client, roi_root)
+    right = child(client, roi_root, "branch", branch="right")
+    client.post(url(left, "roi"), json=[[0, 0, 4, 5], [2, 2, 2, 2]])  # grows a stored run
+    client.post(url(right, "roi"), json=[[0, 0, 2, 7], [1, 1, 9, 9]])  # grows it otherwise
+    for uuid in (left, right):
+        client.post(f"/api/node/{uuid}/commit")
+    merged = client.post(f"/api/repo/{roi_root}/merge",
+                         json={"mergeType": "conflict-free", "parents": [left, right]})
+    assert merged.status_code == 200, merged.text
+    assert client.get(url(merged.json()["child"], "roi")).json() == [
+        [0, 0, 0, 7], [1, 1, 1, 1], [1, 1, 9, 9], [2, 2, 2, 2]]
 
 
 def test_mask_matches_reference(client: httpx.Client, root: str) -> None:
@@ -234,7 +251,7 @@ BAD_SPANS = [
 
 
 def test_bad_input_is_refused_and_changes_nothing(client: httpx.Client, roi_root: str) -> None:
-    client.post(url(roi_root, "roi"), json=[[0, 0, 0, 1]])
+    first = client.post(url(roi_root, "roi"), json=[[0, 0, 0, 1]])
     for body, message in BAD_SPANS:
         response = client.post(url(roi_root, "roi"), content=body)
         assert response.status_code == 400, body
@@ -254,6 +271,10 @@ def test_bad_input_is_refused_and_changes_nothing(client: httpx.Client, roi_root
                               json={"typename": "roi", "dataname": "x", "BlockSize": "0,1,2"})
     assert bad_setting.status_code == 400
     assert client.get(url(roi_root, "roi")).json() == [[0, 0, 0, 1]]
+    # no refused request logged a mutation: the next write takes the next id
+    again = client.post(url(roi_root, "roi"), json=[[0, 0, 2, 2]])
+    assert int(again.headers["X-Mutation-Id"]) == int(first.headers["X-Mutation-Id"]) + 1
+    assert client.get(url(roi_root, "roi")).json() == [[0, 0, 0, 2]]
 
 
 def test_help_and_types(client: httpx.Client, roi_root: str) -> None:

@@ -3,8 +3,9 @@
 An ROI is a set of blocks held as runs along x, ``[z, y, x0, x1]``. Each run is one versioned
 key (:mod:`dvidql.datatypes.roi.keys`), so a version that changes an ROI writes only the runs
 it adds or removes, and its ancestors keep their own. Runs are kept merged: a write stores the
-merged runs of the union and tombstones the runs they absorb, and reads merge again, so runs
-written by concurrent requests still read as one set.
+merged runs of the union and tombstones the runs they absorb, and reads merge again, so the
+runs of concurrent requests, or of branches merged together, read as the union of their
+blocks (branches that both grow a run both tombstone it, which is no conflict).
 """
 
 from __future__ import annotations
