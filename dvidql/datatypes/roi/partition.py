@@ -19,6 +19,7 @@ subvolumes. The output fields and their values follow DVID:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from dvidql.errors import BadRequest
 __all__ = ["MAX_BATCH", "MAX_SUBVOLUMES", "partition"]
 
 MAX_BATCH = 1024  # blocks along a subvolume's side
-MAX_SUBVOLUMES = 200_000  # pieces of subvolumes examined, to bound the work of one request
+MAX_SUBVOLUMES = 200_000  # subvolumes (optimized: windows) one request may examine
 
 
 def _bands(values: np.ndarray, start: int, size: int, wide: int) -> tuple[np.ndarray, np.ndarray]:
@@ -48,11 +49,6 @@ def _groups(keys: np.ndarray) -> list[np.ndarray]:
     order = np.argsort(keys, kind="stable")
     cuts = np.flatnonzero(np.diff(keys[order])) + 1
     return np.split(order, cuts)
-
-
-def _active(x0: np.ndarray, x1: np.ndarray, lo: int, hi: int) -> int:
-    """Blocks of the runs within x lo..hi."""
-    return int(np.clip(np.minimum(x1, hi) - np.maximum(x0, lo) + 1, 0, None).sum())
 
 
 def _largest_hole(covered: np.ndarray, lo: int, hi: int) -> tuple[int, int] | None:
@@ -74,11 +70,11 @@ class _Partition:
         self.total = 0
         self.active = 0
         self.subvolumes: list[dict[str, Any]] = []
-        self.pieces = 0
+        self.examined = 0
 
     def count(self, n: int) -> None:
-        self.pieces += n
-        if self.pieces > MAX_SUBVOLUMES:
+        self.examined += n
+        if self.examined > MAX_SUBVOLUMES:
             raise BadRequest(f"this partition would take over {MAX_SUBVOLUMES} subvolumes; "
                              "ask for a larger batchsize")
 
@@ -94,7 +90,7 @@ class _Partition:
             "MinPoint": [c * b for c, b in zip(lo, self.block, strict=True)],
             "MaxPoint": [(c + 1) * b - 1 for c, b in zip(hi, self.block, strict=True)],
             "MaxChunk": list(hi),
-            "TotalBlocks": int(np.prod([h - low + 1 for low, h in zip(lo, hi, strict=True)])),
+            "TotalBlocks": math.prod(h - low + 1 for low, h in zip(lo, hi, strict=True)),
             "ActiveBlocks": sub["ActiveBlocks"] + active,
         })
 
@@ -116,31 +112,38 @@ class _Partition:
                 "Subvolumes": [{k: s[k] for k in order} for s in self.subvolumes]}
 
 
+def _blocks_up_to(x0: np.ndarray, x1: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """For each coordinate in ``at``, the blocks of the runs x0..x1 at or before it: a run
+    counts ``at - x0 + 1`` once it has started, less ``at - x1`` once it has ended."""
+    starts, ends = np.sort(x0), np.sort(x1)
+    start_sums = np.concatenate([[0], np.cumsum(starts)])
+    end_sums = np.concatenate([[0], np.cumsum(ends)])
+    begun = np.searchsorted(starts, at, side="right")
+    over = np.searchsorted(ends, at, side="left")
+    return begun * (at + 1) - start_sums[begun] - (over * at - end_sums[over])
+
+
 def _simple_row(out: _Partition, x0: np.ndarray, x1: np.ndarray, batch: int,
                 ys: tuple[int, int], zs: tuple[int, int]) -> None:
     """A row of fixed subvolumes centred on the row's x extent."""
     low, high = int(x0.min()), int(x1.max())
     left = (high - low + 1) % batch
     first, last = low - left // 2, high + left - left // 2
-    cells = (last - first) // batch + 1
     depth = (ys[1] - ys[0] + 1) * (zs[1] - zs[0] + 1)
-    out.total += cells * batch * depth
-    # Every (run, subvolume) overlap, as flat arrays.
-    c0, c1 = (x0 - first) // batch, (x1 - first) // batch
-    per_run = c1 - c0 + 1
-    out.count(int(per_run.sum()))
-    run = np.repeat(np.arange(len(x0)), per_run)
-    cell = c0[run] + np.arange(len(run)) - np.repeat(np.cumsum(per_run) - per_run, per_run)
-    cell_x0 = first + cell * batch
-    overlap = np.minimum(x1[run], cell_x0 + batch - 1) - np.maximum(x0[run], cell_x0) + 1
-    used, which = np.unique(cell, return_inverse=True)
-    counts = np.zeros(len(used), np.int64)
-    np.add.at(counts, which.reshape(-1), overlap)
-    for c, n in zip(used.tolist(), counts.tolist(), strict=True):
-        if n:
-            start = first + c * batch
-            out.add((start, ys[0], zs[0]), (start + batch - 1, ys[1], zs[1]), n)
-            out.active += n
+    out.total += ((last - first) // batch + 1) * batch * depth
+    # The grid cells the runs touch, as merged ranges of cell numbers, then one by one.
+    zeros = np.zeros_like(x0)
+    touched = merge_spans(np.stack([zeros, zeros, (x0 - first) // batch,
+                                    (x1 - first) // batch], axis=1))[:, 2:]
+    lengths = touched[:, 1] - touched[:, 0] + 1
+    out.count(int(lengths.sum()))
+    cells = (np.repeat(touched[:, 0] - (np.cumsum(lengths) - lengths), lengths)
+             + np.arange(int(lengths.sum())))
+    starts = first + cells * batch
+    active = (_blocks_up_to(x0, x1, starts + batch - 1) - _blocks_up_to(x0, x1, starts - 1))
+    for start, n in zip(starts.tolist(), active.tolist(), strict=True):
+        out.add((start, ys[0], zs[0]), (start + batch - 1, ys[1], zs[1]), n)
+        out.active += n
 
 
 def _optimized_row(out: _Partition, x0: np.ndarray, x1: np.ndarray, batch: int,
@@ -160,7 +163,7 @@ def _optimized_row(out: _Partition, x0: np.ndarray, x1: np.ndarray, batch: int,
         hole = _largest_hole(covered, begin, end)
         last, following = (end, end + 1) if hole is None else (hole[0] - 1, hole[1] + 1)
         if last >= begin:
-            n = _active(x0, x1, begin, last)
+            n = int(np.diff(_blocks_up_to(x0, x1, np.array([begin - 1, last])))[0])
             if hole is not None and row_end == begin - 1:  # what precedes a hole joins
                 out.extend((last, ys[1], zs[1]), n)
             else:
