@@ -95,6 +95,8 @@ def test_round_trip_and_union(client: httpx.Client, roi_root: str) -> None:
     assert int(deleted.headers["X-Mutation-Id"]) == int(posted.headers["X-Mutation-Id"]) + 3
     assert client.post(url(roi_root, "roi"), json=DVID_SPANS).status_code == 200
     assert client.get(url(roi_root, "roi")).json() == DVID_SPANS
+    client.post(url(roi_root, "roi"), json=[[103, 105, 213, 214]])  # touches the last run only
+    assert client.get(url(roi_root, "roi")).json() == [*DVID_SPANS[:-1], [103, 105, 201, 214]]
 
 
 def test_versions_and_delete(client: httpx.Client, roi_root: str) -> None:

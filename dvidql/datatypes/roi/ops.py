@@ -54,8 +54,9 @@ async def read_spans(h: DataHandle, z0: int = INT32_MIN, z1: int = INT32_MAX) ->
 
 
 async def add(h: DataHandle, spans: np.ndarray) -> int:
-    """Add spans to the ROI (a union) in one transaction; returns the mutation id."""
-    stored = await _stored(h)
+    """Add spans to the ROI (a union) in one transaction; returns the mutation id. Only the
+    stored runs within the new spans' z range can merge with them, so only those are read."""
+    stored = await _stored(h, int(spans[:, 0].min()), int(spans[:, 0].max())) if len(spans) else []
     merged = {encode_run(*(int(v) for v in s))
               for s in merge_spans(np.concatenate([_decode(stored), spans]))}
     empty = await h.kv.encode(b"")
