@@ -6,12 +6,13 @@ from dvidql.datatypes.base import Datatype
 from dvidql.datatypes.imageblk import Uint8BlkType
 from dvidql.datatypes.keyvalue import KeyValueType
 from dvidql.datatypes.labelmap import LabelmapType
+from dvidql.datatypes.roi import RoiType
 from dvidql.errors import NotFound
 
 __all__ = ["DATATYPES", "get_datatype"]
 
 DATATYPES: dict[str, Datatype] = {
-    t.type_name: t for t in (KeyValueType(), Uint8BlkType(), LabelmapType())}
+    t.type_name: t for t in (KeyValueType(), Uint8BlkType(), LabelmapType(), RoiType())}
 
 
 def get_datatype(name: str) -> Datatype:

@@ -16,6 +16,7 @@ def test_server_info_types_help(client: httpx.Client) -> None:
     assert client.get("/api/server/types").json() == {
         "keyvalue": "github.com/janelia-flyem/dvid/datatype/keyvalue",
         "labelmap": "github.com/janelia-flyem/dvid/datatype/labelmap",
+        "roi": "github.com/janelia-flyem/dvid/datatype/roi",
         "uint8blk": "github.com/janelia-flyem/dvid/datatype/imageblk/uint8blk"}
     index = client.get("/api/help")
     assert index.status_code == 200 and "/api/repos" in index.text
