@@ -26,6 +26,7 @@ __all__ = [
     "paste",
     "span_coords",
     "split_blocks",
+    "split_blocks_within",
 ]
 
 Point = tuple[int, int, int]
@@ -222,6 +223,17 @@ def paste(out: np.ndarray, box: Box, block: Point, coord: Sequence[int],
     hx, hy, hz = min(x0 + block[0], ex), min(y0 + block[1], ey), min(z0 + block[2], ez)
     out[lz - oz:hz - oz, ly - oy:hy - oy, lx - ox:hx - ox] = \
         voxels[lz - z0:hz - z0, ly - y0:hy - y0, lx - x0:hx - x0]
+
+
+def split_blocks_within(volume: np.ndarray, box: Box, block: Point, mask: np.ndarray
+                        ) -> list[tuple[Point, np.ndarray]]:
+    """:func:`split_blocks`, keeping only the blocks where the (z, y, x) ``mask`` of the box
+    is nonzero somewhere: a write limited to a region stores those blocks whole."""
+    bx, by, bz = block
+    nz, ny, nx = volume.shape[0] // bz, volume.shape[1] // by, volume.shape[2] // bx
+    keep = mask.reshape(nz, bz, ny, by, nx, bx).any(axis=(1, 3, 5)).reshape(-1)
+    return [b for b, wanted in zip(split_blocks(volume, box, block), keep.tolist(), strict=True)
+            if wanted]
 
 
 def split_blocks(volume: np.ndarray, box: Box, block: Point) -> Iterator[tuple[Point, np.ndarray]]:

@@ -27,6 +27,7 @@ from dvidql.datatypes.voxels import (
     parse_geometry,
     parse_point,
     span_coords,
+    split_blocks_within,
 )
 from dvidql.errors import BadRequest
 from dvidql.rest.common import (
@@ -37,6 +38,7 @@ from dvidql.rest.common import (
     read_body,
     service,
 )
+from dvidql.rest.roi import mask_option
 from dvidql.storage import keys as K
 
 __all__ = ["routes"]
@@ -52,20 +54,28 @@ def _mutation(mutation_id: int) -> Response:
     return Response(headers={"X-Mutation-Id": str(mutation_id)})
 
 
-async def _check_roi(request: Request, h: DataHandle) -> None:
-    """``roi=`` masking needs a roi instance; this server has no roi datatype yet."""
-    name = request.query_params.get("roi")
-    if name:
-        service(request).repos.instance(h.repo, name)  # 404 when there is no such instance
-        raise BadRequest(f"instance {name!r} is not a roi; masking needs a roi instance")
+def _attenuation(request: Request) -> int | None:
+    """DVID's ``attenuation=1..7`` with ``roi=``: voxels outside are divided by 2^n instead of
+    zeroed."""
+    text = request.query_params.get("attenuation")
+    if text is None:
+        return None
+    if text not in ("1", "2", "3", "4", "5", "6", "7"):
+        raise BadRequest(f"attenuation must be an integer from 1 to 7, not {text!r}")
+    return int(text)
 
 
 async def _volume(request: Request, h: DataHandle, geometry: Geometry, fmt: str | None,
                   *, isotropic: bool = False) -> Response:
-    """A 3D box as bytes (or a JPEG mosaic), or a 2D plane as an image."""
-    await _check_roi(request, h)
+    """A 3D box as bytes (or a JPEG mosaic), or a 2D plane as an image; with ``roi=``,
+    voxels outside the ROI are zeroed (or attenuated)."""
+    attenuation = _attenuation(request)
     async with _throttle(request):
         volume = await ops.read_box(h, geometry.box)
+        inside = await mask_option(request, h, geometry.box)
+    if inside is not None:
+        outside = volume >> attenuation if attenuation else np.zeros_like(volume)
+        volume = np.where(inside.astype(bool), volume, outside)
     if geometry.is_3d:
         if fmt is None or fmt.lower() in ("octet-stream", "raw"):
             return Response(volume.data, media_type=_OCTET)
@@ -99,7 +109,6 @@ async def _post_raw(request: Request, h: DataHandle, geometry: Geometry,
         raise BadRequest("POST raw takes a 3D block-aligned box (dims 0_1_2)")
     if fmt is not None and fmt.lower() not in ("octet-stream", "raw"):
         raise BadRequest(f"POST raw takes packed uint8 voxels, not {fmt!r}")
-    await _check_roi(request, h)
     box = geometry.box
     box.require_aligned(layout(h.instance).block)
     ops.check_request_size(h, box.voxels)
@@ -109,7 +118,12 @@ async def _post_raw(request: Request, h: DataHandle, geometry: Geometry,
                          f"voxels needs {box.voxels}")
     volume = np.frombuffer(body, np.uint8).reshape(box.shape)
     async with _throttle(request):
-        return _mutation(await ops.write_box(h, box, volume))
+        inside = await mask_option(request, h, box)
+        if inside is None:
+            return _mutation(await ops.write_box(h, box, volume))
+        # as DVID: only the blocks within the ROI are written
+        blocks = split_blocks_within(volume, box, layout(h.instance).block, inside)
+        return _mutation(await ops.write_blocks(h, blocks)) if blocks else Response()
 
 
 async def get_isotropic(request: Request, h: DataHandle, dims: str, size: str, offset: str,

@@ -41,9 +41,11 @@ from dvidql.datatypes.voxels import (
     parse_geometry,
     parse_point,
     span_coords,
+    split_blocks_within,
 )
 from dvidql.errors import BadRequest, NotFound
 from dvidql.rest.common import TypeRoute, caller, json_response, read_body, service
+from dvidql.rest.roi import mask_option
 from dvidql.versions.dag import Node
 
 __all__ = ["routes"]
@@ -118,6 +120,9 @@ async def raw(request: Request, h: DataHandle, dims: str, size: str, offset: str
             return await _post_raw(request, h, geometry)
         h, supervoxels = _read_options(request, h)
         volume = await ops.read_labels(h, geometry.box, supervoxels=supervoxels)
+        inside = await mask_option(request, h, geometry.box)
+    if inside is not None:  # 0 outside the ROI
+        volume = np.where(inside.astype(bool), volume, np.uint64(0))
     compression = request.query_params.get("compression")
     if not compression:
         return Response(volume.astype(_LE, copy=False).data.cast("B"), media_type=_OCTET)
@@ -145,7 +150,14 @@ async def _post_raw(request: Request, h: DataHandle, geometry: Geometry) -> Resp
                          f"voxels needs {box.voxels * 8}")
     else:
         volume = np.frombuffer(body, _LE).reshape(box.shape).astype(np.uint64, copy=False)
-    mutation_id = await ops.write_label_box(h, box, volume, _mod(request))
+    inside = await mask_option(request, h, box)
+    if inside is None:
+        mutation_id = await ops.write_label_box(h, box, volume, _mod(request))
+    else:  # as DVID: only the blocks within the ROI are written
+        blocks = split_blocks_within(volume, box, layout(h.instance).block, inside)
+        if not blocks:
+            return Response()
+        mutation_id = await ops.write_label_blocks(h, blocks, _mod(request))
     return Response(headers={"X-Mutation-Id": str(mutation_id)})
 
 

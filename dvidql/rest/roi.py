@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -11,11 +12,11 @@ from dvidql.codec.jsonbody import decode_json
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.roi import ops
 from dvidql.datatypes.roi.spans import parse_points, parse_spans
-from dvidql.datatypes.voxels import parse_geometry
+from dvidql.datatypes.voxels import Box, parse_geometry
 from dvidql.errors import BadRequest
-from dvidql.rest.common import TypeRoute, json_response, read_body
+from dvidql.rest.common import TypeRoute, caller, json_response, read_body, service
 
-__all__ = ["routes"]
+__all__ = ["mask_option", "routes"]
 
 _SPANS = "a JSON list of block spans [[z, y, x0, x1], ...]"
 _POINTS = "a JSON list of voxel points [[x, y, z], ...]"
@@ -44,6 +45,20 @@ async def mask(request: Request, h: DataHandle, dims: str, size: str, offset: st
         raise BadRequest("roi masks are 3D: use dims 0_1_2")
     volume = await ops.mask(h, geometry.box)
     return Response(volume.data, media_type="application/octet-stream")
+
+
+async def mask_option(request: Request, h: DataHandle, box: Box) -> np.ndarray | None:
+    """The ``roi=<name>`` option of voxel requests (DVID's): the mask of ``box`` (z, y, x;
+    nonzero inside) by the named roi instance at the request's version, or None without it."""
+    name = request.query_params.get("roi")
+    if not name:
+        return None
+    svc = service(request)
+    instance = svc.repos.instance(h.repo, name)  # 404 when there is no such instance
+    if instance.type_name != "roi":
+        raise BadRequest(f"instance {name!r} is a {instance.type_name}, not a roi; roi= "
+                         "masks voxels with a roi instance")
+    return await ops.mask(svc.handle_at(h.repo, h.node, instance, caller(request)), box)
 
 
 async def ptquery(request: Request, h: DataHandle) -> Response:

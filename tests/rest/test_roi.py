@@ -284,3 +284,57 @@ def test_help_and_types(client: httpx.Client, roi_root: str) -> None:
     assert "partition" in client.get("/api/help/roi").text
     assert client.get("/api/server/types").json()["roi"] == (
         "github.com/janelia-flyem/dvid/datatype/roi")
+
+
+def _raw(http: httpx.Client, uuid: str, name: str, size: tuple[int, int, int],
+         query: str = "") -> str:
+    return url(uuid, f"raw/0_1_2/{size[0]}_{size[1]}_{size[2]}/0_0_0{query}", name)
+
+
+def test_roi_option_of_voxel_requests(client: httpx.Client, roi_root: str) -> None:
+    """roi= zeroes (or attenuates) voxels outside on reads and limits writes to the blocks
+    it touches, for grayscale (blocks as the roi's) and labels (larger blocks)."""
+    spans = [[0, 0, 0, 0], [0, 1, 1, 1], [1, 1, 0, 1]]  # 32^3 blocks, [z, y, x0, x1]
+    client.post(url(roi_root, "roi"), json=spans)
+    size = (128, 64, 64)  # x, y, z
+    inside = np.zeros(size[::-1], bool)
+    for z, y, x0, x1 in spans:
+        inside[z * 32:(z + 1) * 32, y * 32:(y + 1) * 32, x0 * 32:(x1 + 1) * 32] = True
+    rng = np.random.default_rng(5)
+    assert client.post(f"/api/repo/{roi_root}/instance",
+                       json={"typename": "uint8blk", "dataname": "gray"}).status_code == 200
+    first = rng.integers(1, 256, size[::-1], np.uint8)
+    client.post(_raw(client, roi_root, "gray", size), content=first.tobytes())
+    got = client.get(_raw(client, roi_root, "gray", size, "?roi=roi")).content
+    assert np.array_equal(np.frombuffer(got, np.uint8).reshape(first.shape),
+                          np.where(inside, first, 0))
+    got = client.get(_raw(client, roi_root, "gray", size, "?roi=roi&attenuation=2")).content
+    assert np.array_equal(np.frombuffer(got, np.uint8).reshape(first.shape),
+                          np.where(inside, first, first >> 2))
+    second = rng.integers(1, 256, size[::-1], np.uint8)
+    assert client.post(_raw(client, roi_root, "gray", size, "?roi=roi"),
+                       content=second.tobytes()).status_code == 200
+    got = client.get(_raw(client, roi_root, "gray", size)).content
+    assert np.array_equal(np.frombuffer(got, np.uint8).reshape(first.shape),
+                          np.where(inside, second, first))
+
+    assert client.post(f"/api/repo/{roi_root}/instance",
+                       json={"typename": "labelmap", "dataname": "seg"}).status_code == 200
+    labels = rng.integers(1, 5, size[::-1], np.uint64)
+    client.post(_raw(client, roi_root, "seg", size), content=labels.tobytes())
+    got = client.get(_raw(client, roi_root, "seg", size, "?roi=roi&supervoxels=true")).content
+    assert np.array_equal(np.frombuffer(got, "<u8").reshape(labels.shape),
+                          np.where(inside, labels, 0))
+    again = labels + np.uint64(10)
+    assert client.post(_raw(client, roi_root, "seg", size, "?roi=roi"),
+                       content=again.tobytes()).status_code == 200
+    touched = np.zeros(inside.shape, bool)  # the 64^3 label blocks holding an inside voxel
+    touched[:, :, :64] = True
+    got = client.get(_raw(client, roi_root, "seg", size, "?supervoxels=true")).content
+    assert np.array_equal(np.frombuffer(got, "<u8").reshape(labels.shape),
+                          np.where(touched, again, labels))
+
+    for query, status in (("?roi=seg", 400), ("?roi=nosuch", 404),
+                          ("?roi=roi&attenuation=9", 400)):
+        response = client.get(_raw(client, roi_root, "gray", size, query))
+        assert response.status_code == status and response.json()["error"], query
