@@ -1,0 +1,211 @@
+"""Annotation element JSON (DVID's synapses, bookmarks and other points): validation on the
+way in, one canonical form on the way out, and grouping by block.
+
+An element is ``{"Pos": [x,y,z], "Kind": k, "Tags": [..], "Prop": {..}, "Rels": [{"Rel": r,
+"To": [x,y,z]}, ..]}``. The canonical form always has every field, in that order, with empty
+lists and objects rather than null (DVID answers ``null`` or ``[]`` depending on the path an
+element took, which clients trip over). Stored block values are canonical JSON arrays, so
+reads splice them into answers without decoding.
+
+Parsing is as lenient as DVID where that is harmless: ``Tags``, ``Prop`` and ``Rels`` may be
+absent or null, and unknown fields are dropped. It is strict where DVID would store garbage:
+``Pos`` and ``Kind`` are required, positions must be three integers in the int32 range, and a
+field spelled in another case (``"tags"``, which Go would silently accept) is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+from dvidql.codec.jsonbody import decode_json
+from dvidql.datatypes.voxels import INT32_MAX, INT32_MIN, Point, distinct_rows
+from dvidql.errors import BadRequest
+
+__all__ = [
+    "KINDS",
+    "MAX_TAG_BYTES",
+    "RELATIONS",
+    "Element",
+    "block_of",
+    "decode_elements",
+    "encode_block_map",
+    "encode_elements",
+    "group_by_block",
+    "join_arrays",
+    "parse_block_key",
+    "parse_blocks",
+    "parse_element",
+    "parse_elements",
+    "without_rels",
+]
+
+Element = dict[str, Any]
+
+KINDS = ("PostSyn", "PreSyn", "Gap", "Note", "Unknown")
+RELATIONS = ("PostSynTo", "PreSynTo", "ConvergentTo", "GroupedWith", "UnknownRelationship")
+MAX_TAG_BYTES = 400  # a tag is part of a store key; LMDB keys hold at most 511 bytes
+
+_KIND_SET = frozenset(KINDS)
+_REL_SET = frozenset(RELATIONS)
+_FIELDS = ("Pos", "Kind", "Tags", "Prop", "Rels")
+_FIELD_CASES = {f.lower(): f for f in _FIELDS}
+_REL_FIELDS = frozenset({"Rel", "To"})
+
+
+def _where(index: int | None) -> str:
+    return "element" if index is None else f"element {index}"
+
+
+def _point(value: Any, what: str) -> list[int]:
+    if (type(value) is not list or len(value) != 3
+            or not all(type(c) is int and INT32_MIN <= c <= INT32_MAX for c in value)):
+        raise BadRequest(f"{what} must be [x, y, z], three integers in the 32-bit range, "
+                         f"not {orjson.dumps(value).decode()[:80]}")
+    return value
+
+
+def _tags(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if type(value) is not list or not all(type(t) is str for t in value):
+        raise BadRequest(f"{where}: Tags must be a list of strings")
+    for tag in value:
+        if "\x00" in tag or len(tag.encode()) > MAX_TAG_BYTES:
+            raise BadRequest(f"{where}: tag {tag[:40]!r}... must be at most {MAX_TAG_BYTES} "
+                             "bytes of UTF-8 without NUL characters")
+    return value
+
+
+def _prop(value: Any, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if type(value) is not dict or not all(type(v) is str for v in value.values()):
+        raise BadRequest(f"{where}: Prop must be an object of string values, "
+                         '{"name": "value", ...}')
+    return value
+
+
+def _rels(value: Any, where: str) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if type(value) is not list:
+        raise BadRequest(f'{where}: Rels must be a list of {{"Rel": ..., "To": [x, y, z]}}')
+    out = []
+    for k, rel in enumerate(value):
+        if type(rel) is not dict or not _REL_FIELDS <= rel.keys():
+            raise BadRequest(f'{where}: relationship {k} must be {{"Rel": ..., "To": [x, y, z]}}')
+        kind = rel["Rel"]
+        if type(kind) is not str or kind not in _REL_SET:
+            raise BadRequest(f"{where}: relationship {k} has Rel {orjson.dumps(kind).decode()}"
+                             f"; use one of {', '.join(RELATIONS)}")
+        out.append({"Rel": kind, "To": _point(rel["To"], f"{where}: relationship {k}'s To")})
+    return out
+
+
+def parse_element(raw: Any, index: int | None = None) -> Element:
+    """One element in canonical form, or a 400 naming the element and what is wrong."""
+    where = _where(index)
+    if type(raw) is not dict:
+        raise BadRequest(f"{where} must be a JSON object with Pos and Kind")
+    if "Pos" not in raw or "Kind" not in raw:
+        missing = [f for f in ("Pos", "Kind") if f not in raw]
+        raise BadRequest(f"{where} lacks {' and '.join(missing)}")
+    kind = raw["Kind"]
+    if type(kind) is not str or kind not in _KIND_SET:
+        raise BadRequest(f"{where} has Kind {orjson.dumps(kind).decode()}; use one of "
+                         f"{', '.join(KINDS)}")
+    if len(raw) > 2:
+        for key in raw:
+            known = _FIELD_CASES.get(key.lower())
+            if known is not None and known != key:
+                raise BadRequest(f"{where}: field {key!r} must be spelled {known!r}")
+    return {"Pos": _point(raw["Pos"], f"{where}'s Pos"), "Kind": kind,
+            "Tags": _tags(raw.get("Tags"), where), "Prop": _prop(raw.get("Prop"), where),
+            "Rels": _rels(raw.get("Rels"), where)}
+
+
+def parse_elements(data: bytes) -> list[Element]:
+    """A POSTed JSON array of elements, all validated (any fault refuses the whole post)."""
+    raw = decode_json(data, list, "a JSON array of annotation elements")
+    return [parse_element(e, i) for i, e in enumerate(raw)]
+
+
+def parse_block_key(key: str) -> Point:
+    """A block coordinate ``"x,y,z"`` (the keys of /blocks objects)."""
+    parts = key.split(",")
+    try:
+        coord = tuple(int(p) for p in parts)
+    except ValueError:
+        coord = ()
+    if len(coord) != 3 or not all(INT32_MIN <= c <= INT32_MAX for c in coord):
+        raise BadRequest(f'block key {key[:40]!r} must be "x,y,z", three integers')
+    return coord  # type: ignore[return-value]
+
+
+def parse_blocks(data: bytes, block: Point) -> dict[Point, list[Element]]:
+    """A POSTed ``{"x,y,z": [elements], ...}`` object; every element must lie in the block
+    it is listed under."""
+    raw = decode_json(data, dict, 'a JSON object {"x,y,z": [elements], ...}')
+    out: dict[Point, list[Element]] = {}
+    for key, items in raw.items():
+        coord = parse_block_key(key)
+        if type(items) is not list:
+            raise BadRequest(f"block {key}: the value must be a JSON array of elements")
+        elements = [parse_element(e, i) for i, e in enumerate(items)]
+        for i, element in enumerate(elements):
+            if block_of(element["Pos"], block) != coord:
+                raise BadRequest(f"block {key}: element {i} at {element['Pos']} lies in block "
+                                 f"{','.join(map(str, block_of(element['Pos'], block)))}, "
+                                 f"not {key} (blocks are {'x'.join(map(str, block))} voxels)")
+        out[coord] = elements
+    return out
+
+
+def block_of(pos: Sequence[int], block: Point) -> Point:
+    return pos[0] // block[0], pos[1] // block[1], pos[2] // block[2]
+
+
+def group_by_block(elements: Sequence[Element], block: Point
+                   ) -> list[tuple[Point, list[Element]]]:
+    """The elements by the block holding their Pos, in posted order within each block."""
+    if not elements:
+        return []
+    positions = np.array([e["Pos"] for e in elements], np.int64)
+    coords, inverse = distinct_rows(positions // np.array(block, np.int64))
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(coords) + 1))
+    rows = order.tolist()
+    return [((int(c[0]), int(c[1]), int(c[2])), [elements[i] for i in rows[lo:hi]])
+            for c, lo, hi in zip(coords, bounds[:-1].tolist(), bounds[1:].tolist(),
+                                 strict=True)]
+
+
+def without_rels(element: Element) -> Element:
+    """The element as tag (and, later, label) indices keep it."""
+    return {"Pos": element["Pos"], "Kind": element["Kind"], "Tags": element["Tags"],
+            "Prop": element["Prop"]}
+
+
+def encode_elements(elements: Sequence[Element]) -> bytes:
+    return orjson.dumps(elements)
+
+
+def decode_elements(data: bytes | memoryview) -> list[Element]:
+    """Stored (canonical) elements; no validation, they were validated when written."""
+    return orjson.loads(data)  # type: ignore[no-any-return]
+
+
+def join_arrays(arrays: Iterable[bytes]) -> bytes:
+    """Concatenate JSON arrays without decoding them."""
+    inner = [a[1:-1] for a in arrays if len(a) > 2]
+    return b"[" + b",".join(inner) + b"]"
+
+
+def encode_block_map(blocks: Iterable[tuple[Point, bytes]]) -> bytes:
+    """``{"x,y,z": <elements>, ...}`` from stored block values, spliced as they are."""
+    parts = [b'"%d,%d,%d":' % coord + raw for coord, raw in blocks]
+    return b"{" + b",".join(parts) + b"}"
