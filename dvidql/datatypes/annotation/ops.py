@@ -21,6 +21,7 @@ from dvidql.codec.annotation import (
     MAX_TAG_BYTES,
     Element,
     block_of,
+    bulk,
     decode_elements,
     encode_block_map,
     encode_elements,
@@ -59,22 +60,9 @@ def _fmt(p: Sequence[int]) -> str:
     return "_".join(map(str, p))
 
 
-def _order(element: Element) -> tuple[int, int, int]:
-    x, y, z = element["Pos"]
-    return z, y, x
-
-
 def _targets(elements: Iterable[Element], block: Point) -> set[Point]:
     """The blocks that the elements' relationships point into."""
     return {block_of(r["To"], block) for e in elements for r in e["Rels"]}
-
-
-def _by_tag(elements: Iterable[Element]) -> dict[str, list[Element]]:
-    out: dict[str, list[Element]] = {}
-    for element in elements:
-        for tag in dict.fromkeys(element["Tags"]):
-            out.setdefault(tag, []).append(without_rels(element))
-    return out
 
 
 class _Edit:
@@ -102,10 +90,11 @@ class _Edit:
         if not wanted:
             return
         values = await self._read([block_tkey(c) for c in wanted])
-        for coord, value in zip(wanted, values, strict=True):
-            elements = [] if value is None else decode_elements(value)
-            self.stored[coord] = elements
-            self.edited[coord] = {tuple(e["Pos"]): e for e in elements}  # type: ignore[misc]
+        with bulk():
+            for coord, value in zip(wanted, values, strict=True):
+                elements = [] if value is None else decode_elements(value)
+                self.stored[coord] = elements
+                self.edited[coord] = {tuple(e["Pos"]): e for e in elements}  # type: ignore[misc]
 
     async def inbound(self, coords: Sequence[Point]) -> dict[Point, list[Point]]:
         """The blocks holding relationships into each of ``coords``."""
@@ -139,29 +128,40 @@ class _Edit:
                 elements[pos] = {**element, "Rels": rels}
 
     async def writes(self) -> dict[bytes, bytes | None]:
-        """The entries the edited blocks imply (None: delete), only those that change."""
+        """The entries the edited blocks imply (None: delete), only those that change.
+
+        Only the elements an edit added or removed (by identity: ``stored`` and ``edited``
+        share the untouched ones) are looked at, plus one pass over a block per tag they
+        carry, so re-posting into full blocks costs little more than the new elements."""
         writes: dict[bytes, bytes | None] = {}
         gained: dict[Point, set[Point]] = {}
         lost: dict[Point, set[Point]] = {}
-        for coord, before in self.stored.items():
-            after = sorted(self.edited[coord].values(), key=_order)
-            if after == before:
-                continue
-            writes[block_tkey(coord)] = encode_elements(after) if after else None
-            old_tags, new_tags = _by_tag(before), _by_tag(after)
-            for tag in old_tags.keys() | new_tags.keys():
-                tagged = new_tags.get(tag)
-                if tagged != old_tags.get(tag):
+        with bulk():
+            for coord, before in self.stored.items():
+                after = list(self.edited[coord].values())
+                kept = {id(e) for e in before}
+                added = [e for e in after if id(e) not in kept]
+                if not added and len(after) == len(before):
+                    continue
+                present = {id(e) for e in after}
+                removed = [e for e in before if id(e) not in present]
+                writes[block_tkey(coord)] = encode_elements(after) if after else None
+                for tag in {t for e in (*added, *removed) for t in e["Tags"]}:
+                    tagged = [without_rels(e) for e in after if tag in e["Tags"]]
                     writes[tag_tkey(tag, coord)] = encode_elements(tagged) if tagged else None
-            old_targets, new_targets = _targets(before, self.block), _targets(after, self.block)
-            for target in new_targets - old_targets:
-                gained.setdefault(target, set()).add(coord)
-            for target in old_targets - new_targets:
-                lost.setdefault(target, set()).add(coord)
+                into = _targets(added, self.block)
+                gone = _targets(removed, self.block) - into
+                if gone:
+                    gone -= _targets(after, self.block)
+                for target in into:
+                    gained.setdefault(target, set()).add(coord)
+                for target in gone:
+                    lost.setdefault(target, set()).add(coord)
         changed = sorted(gained.keys() | lost.keys())
         for target, sources in (await self.inbound(changed)).items():
             now = (set(sources) | gained.get(target, set())) - lost.get(target, set())
-            writes[inbound_tkey(target)] = orjson.dumps(sorted(now)) if now else None
+            if now != set(sources):
+                writes[inbound_tkey(target)] = orjson.dumps(sorted(now)) if now else None
         return writes
 
 
