@@ -55,6 +55,7 @@ MAX_TAG_BYTES = 400  # a tag is part of a store key; LMDB keys hold at most 511 
 _KIND_SET = frozenset(KINDS)
 _REL_SET = frozenset(RELATIONS)
 _FIELDS = ("Pos", "Kind", "Tags", "Prop", "Rels")
+_FIELD_SET = frozenset(_FIELDS)
 _FIELD_CASES = {f.lower(): f for f in _FIELDS}
 _REL_FIELDS = frozenset({"Rel", "To"})
 
@@ -63,14 +64,18 @@ def _where(index: int | None) -> str:
     return "element" if index is None else f"element {index}"
 
 
-def _point(value: Any, what: str) -> list[int]:
-    if type(value) is list and len(value) == 3:  # spelled out: this runs for every point
-        x, y, z = value
-        if (type(x) is int and type(y) is int and type(z) is int and INT32_MIN <= x <= INT32_MAX
-                and INT32_MIN <= y <= INT32_MAX and INT32_MIN <= z <= INT32_MAX):
-            return value
-    raise BadRequest(f"{what} must be [x, y, z], three integers in the 32-bit range, "
-                     f"not {orjson.dumps(value).decode()[:80]}")
+def _is_point(value: Any) -> bool:
+    """[x, y, z] of int32s (spelled out: this runs for every point posted)."""
+    if type(value) is not list or len(value) != 3:
+        return False
+    x, y, z = value
+    return (type(x) is int and type(y) is int and type(z) is int and INT32_MIN <= x <= INT32_MAX
+            and INT32_MIN <= y <= INT32_MAX and INT32_MIN <= z <= INT32_MAX)
+
+
+def _bad_point(value: Any, what: str) -> BadRequest:
+    return BadRequest(f"{what} must be [x, y, z], three integers in the 32-bit range, "
+                      f"not {orjson.dumps(value).decode()[:80]}")
 
 
 @contextmanager
@@ -87,64 +92,73 @@ def bulk() -> Iterator[None]:
             gc.enable()
 
 
-def _tags(value: Any, where: str) -> list[str]:
-    if value is None:
-        return []
-    if type(value) is not list or not all(type(t) is str for t in value):
-        raise BadRequest(f"{where}: Tags must be a list of strings")
-    for tag in value:
-        if "\x00" in tag or len(tag.encode()) > MAX_TAG_BYTES:
-            raise BadRequest(f"{where}: tag {tag[:40]!r}... must be at most {MAX_TAG_BYTES} "
-                             "bytes of UTF-8 without NUL characters")
-    return value
+def _tags(value: Any, index: int | None) -> list[str]:
+    if not value:  # None or [], the usual case
+        if value is None or type(value) is list:
+            return []
+    elif type(value) is list:
+        for tag in value:
+            if type(tag) is not str:
+                break
+            # a tag of at most MAX_TAG_BYTES // 4 characters cannot exceed the limit
+            if "\x00" in tag or (len(tag) > MAX_TAG_BYTES // 4
+                                 and len(tag.encode()) > MAX_TAG_BYTES):
+                raise BadRequest(f"{_where(index)}: tag {tag[:40]!r}... must be at most "
+                                 f"{MAX_TAG_BYTES} bytes of UTF-8 without NUL characters")
+        else:
+            return value
+    raise BadRequest(f"{_where(index)}: Tags must be a list of strings")
 
 
-def _prop(value: Any, where: str) -> dict[str, str]:
+def _prop(value: Any, index: int | None) -> dict[str, str]:
     if value is None:
         return {}
-    if type(value) is not dict or not all(type(v) is str for v in value.values()):
-        raise BadRequest(f"{where}: Prop must be an object of string values, "
+    if type(value) is not dict or (value and not all(type(v) is str for v in value.values())):
+        raise BadRequest(f"{_where(index)}: Prop must be an object of string values, "
                          '{"name": "value", ...}')
     return value
 
 
-def _rels(value: Any, where: str) -> list[dict[str, Any]]:
-    if value is None:
+def _rels(value: Any, index: int | None) -> list[dict[str, Any]]:
+    if not value and (value is None or type(value) is list):
         return []
+    shape = '{"Rel": ..., "To": [x, y, z]}'
     if type(value) is not list:
-        raise BadRequest(f'{where}: Rels must be a list of {{"Rel": ..., "To": [x, y, z]}}')
+        raise BadRequest(f"{_where(index)}: Rels must be a list of {shape}")
     out = []
     for k, rel in enumerate(value):
         if type(rel) is not dict or not _REL_FIELDS <= rel.keys():
-            raise BadRequest(f'{where}: relationship {k} must be {{"Rel": ..., "To": [x, y, z]}}')
-        kind = rel["Rel"]
+            raise BadRequest(f"{_where(index)}: relationship {k} must be {shape}")
+        kind, to = rel["Rel"], rel["To"]
         if type(kind) is not str or kind not in _REL_SET:
-            raise BadRequest(f"{where}: relationship {k} has Rel {orjson.dumps(kind).decode()}"
-                             f"; use one of {', '.join(RELATIONS)}")
-        out.append({"Rel": kind, "To": _point(rel["To"], f"{where}: relationship {k}'s To")})
+            raise BadRequest(f"{_where(index)}: relationship {k} has Rel "
+                             f"{orjson.dumps(kind).decode()}; use one of {', '.join(RELATIONS)}")
+        if not _is_point(to):
+            raise _bad_point(to, f"{_where(index)}: relationship {k}'s To")
+        out.append({"Rel": kind, "To": to})
     return out
 
 
 def parse_element(raw: Any, index: int | None = None) -> Element:
     """One element in canonical form, or a 400 naming the element and what is wrong."""
-    where = _where(index)
     if type(raw) is not dict:
-        raise BadRequest(f"{where} must be a JSON object with Pos and Kind")
+        raise BadRequest(f"{_where(index)} must be a JSON object with Pos and Kind")
     if "Pos" not in raw or "Kind" not in raw:
         missing = [f for f in ("Pos", "Kind") if f not in raw]
-        raise BadRequest(f"{where} lacks {' and '.join(missing)}")
-    kind = raw["Kind"]
+        raise BadRequest(f"{_where(index)} lacks {' and '.join(missing)}")
+    pos, kind = raw["Pos"], raw["Kind"]
     if type(kind) is not str or kind not in _KIND_SET:
-        raise BadRequest(f"{where} has Kind {orjson.dumps(kind).decode()}; use one of "
+        raise BadRequest(f"{_where(index)} has Kind {orjson.dumps(kind).decode()}; use one of "
                          f"{', '.join(KINDS)}")
-    if len(raw) > 2:
+    if not _is_point(pos):
+        raise _bad_point(pos, f"{_where(index)}'s Pos")
+    if not raw.keys() <= _FIELD_SET:  # a field spelled in another case, or an unknown one
         for key in raw:
             known = _FIELD_CASES.get(key.lower())
             if known is not None and known != key:
-                raise BadRequest(f"{where}: field {key!r} must be spelled {known!r}")
-    return {"Pos": _point(raw["Pos"], f"{where}'s Pos"), "Kind": kind,
-            "Tags": _tags(raw.get("Tags"), where), "Prop": _prop(raw.get("Prop"), where),
-            "Rels": _rels(raw.get("Rels"), where)}
+                raise BadRequest(f"{_where(index)}: field {key!r} must be spelled {known!r}")
+    return {"Pos": pos, "Kind": kind, "Tags": _tags(raw.get("Tags"), index),
+            "Prop": _prop(raw.get("Prop"), index), "Rels": _rels(raw.get("Rels"), index)}
 
 
 def parse_elements(data: bytes) -> list[Element]:

@@ -118,8 +118,11 @@ def check(http: httpx.Client, uuid: str, model: Model, rng: random.Random) -> No
     for key, items in stream.items():
         coord = tuple(int(v) for v in key.split(","))
         assert items and all(block_of(tuple(e["Pos"])) == coord for e in items)
-    assert _sorted([e for items in stream.values() for e in items]) == model.where(
-        lambda p: True)
+    everything = model.where(lambda p: True)
+    assert _sorted([e for items in stream.values() for e in items]) == everything
+    huge = "400000_400000_400000/-200000_-200000_-200000"  # read by a range scan
+    assert _sorted(http.get(url(uuid, f"elements/{huge}")).json()) == everything
+    assert http.get(url(uuid, f"blocks/{huge}")).json() == stream
     for _ in range(3):
         lo = random_point(rng)
         size = tuple(rng.randrange(1, 20) for _ in range(3))

@@ -65,16 +65,35 @@ def _targets(elements: Iterable[Element], block: Point) -> set[Point]:
     return {block_of(r["To"], block) for e in elements for r in e["Rels"]}
 
 
+def _splice(old: bytes | None, new: bytes) -> bytes:
+    """A stored JSON array (never empty: empty ones are deleted) with ``new``'s items
+    appended."""
+    return new if old is None else old[:-1] + b"," + new[1:]
+
+
+def _marker(pos: Point) -> bytes:
+    """How an element at ``pos`` starts in a stored array: canonical elements begin with
+    Pos, and inside JSON strings every quote is escaped, so this occurs nowhere else."""
+    return b'{"Pos":[%d,%d,%d],' % pos
+
+
 class _Edit:
-    """The blocks an edit touches, as stored and as edited, and every entry it read."""
+    """The blocks an edit touches, as stored and as edited, and every entry it read.
+
+    A block is decoded into an editable position → element map (``stored``/``edited``)
+    only when the edit needs it; elements added at positions a block does not hold yet are
+    kept in ``appends`` and spliced into its stored bytes, so posting into filled blocks
+    does not decode and re-encode what they hold."""
 
     def __init__(self, h: DataHandle, txn: Txn | None) -> None:
         self.h = h
         self.txn = txn
         self.block = block_size(h.instance)
         self.reads = Reads()
+        self.raw: dict[Point, bytes | None] = {}
         self.stored: dict[Point, list[Element]] = {}
         self.edited: dict[Point, dict[Point, Element]] = {}
+        self.appends: dict[Point, list[Element]] = {}
         self._inbound: dict[Point, list[Point]] = {}
 
     async def _read(self, tkeys: Sequence[bytes]) -> list[bytes | None]:
@@ -84,17 +103,45 @@ class _Edit:
         values = iter(await h.kv.materialize([r for r in raws if r is not None]))
         return [None if r is None else next(values) for r in raws]
 
+    async def read(self, coords: Iterable[Point]) -> None:
+        """Read the stored values of the blocks not read yet."""
+        wanted = [c for c in dict.fromkeys(coords) if c not in self.raw]
+        if wanted:
+            values = await self._read([block_tkey(c) for c in wanted])
+            self.raw.update(zip(wanted, values, strict=True))
+
+    def _decode(self, coord: Point) -> dict[Point, Element]:
+        if coord not in self.stored:
+            value = self.raw[coord]
+            elements = [] if value is None else decode_elements(value)
+            self.stored[coord] = elements
+            self.edited[coord] = {tuple(e["Pos"]): e for e in elements}  # type: ignore[misc]
+            for element in self.appends.pop(coord, ()):
+                self.edited[coord][tuple(element["Pos"])] = element  # type: ignore[index]
+        return self.edited[coord]
+
     async def load(self, coords: Iterable[Point]) -> None:
-        """Read the blocks not loaded yet; their elements become editable."""
-        wanted = [c for c in dict.fromkeys(coords) if c not in self.stored]
-        if not wanted:
-            return
-        values = await self._read([block_tkey(c) for c in wanted])
+        """Read and decode the blocks; their elements become editable in ``edited``."""
+        coords = list(coords)
+        await self.read(coords)
         with bulk():
-            for coord, value in zip(wanted, values, strict=True):
-                elements = [] if value is None else decode_elements(value)
-                self.stored[coord] = elements
-                self.edited[coord] = {tuple(e["Pos"]): e for e in elements}  # type: ignore[misc]
+            for coord in coords:
+                self._decode(coord)
+
+    def add(self, coord: Point, elements: Sequence[Element]) -> None:
+        """Add or replace elements of a read block (the last at a position wins)."""
+        unique: dict[Point, Element] = {tuple(e["Pos"]): e for e in elements}  # type: ignore[misc]
+        raw = self.raw[coord]
+        if coord in self.stored or coord in self.appends or (raw is not None and any(
+                _marker(pos) in raw for pos in unique)):
+            self._decode(coord).update(unique)
+        else:
+            self.appends[coord] = list(unique.values())
+
+    def replace(self, coord: Point, elements: Sequence[Element]) -> None:
+        """Make ``elements`` the whole content of a read block."""
+        self._decode(coord).clear()
+        self.edited[coord].update((tuple(e["Pos"]), e) for e in elements)  # type: ignore[misc]
 
     async def inbound(self, coords: Sequence[Point]) -> dict[Point, list[Point]]:
         """The blocks holding relationships into each of ``coords``."""
@@ -131,12 +178,21 @@ class _Edit:
         """The entries the edited blocks imply (None: delete), only those that change.
 
         Only the elements an edit added or removed (by identity: ``stored`` and ``edited``
-        share the untouched ones) are looked at, plus one pass over a block per tag they
-        carry, so re-posting into full blocks costs little more than the new elements."""
+        share the untouched ones) are looked at, plus one pass over a decoded block per tag
+        they carry; appended elements are spliced into the block and tag entries."""
         writes: dict[bytes, bytes | None] = {}
         gained: dict[Point, set[Point]] = {}
         lost: dict[Point, set[Point]] = {}
+        tag_appends: dict[bytes, list[Element]] = {}
         with bulk():
+            for coord, added in self.appends.items():
+                writes[block_tkey(coord)] = _splice(self.raw[coord], encode_elements(added))
+                for element in added:
+                    for tag in dict.fromkeys(element["Tags"]):
+                        tag_appends.setdefault(tag_tkey(tag, coord), []).append(
+                            without_rels(element))
+                for target in _targets(added, self.block):
+                    gained.setdefault(target, set()).add(coord)
             for coord, before in self.stored.items():
                 after = list(self.edited[coord].values())
                 kept = {id(e) for e in before}
@@ -157,6 +213,10 @@ class _Edit:
                     gained.setdefault(target, set()).add(coord)
                 for target in gone:
                     lost.setdefault(target, set()).add(coord)
+        if tag_appends:
+            tkeys = list(tag_appends)
+            for tkey, old in zip(tkeys, await self._read(tkeys), strict=True):
+                writes[tkey] = _splice(old, encode_elements(tag_appends[tkey]))
         changed = sorted(gained.keys() | lost.keys())
         for target, sources in (await self.inbound(changed)).items():
             now = (set(sources) | gained.get(target, set())) - lost.get(target, set())
@@ -203,9 +263,9 @@ async def post_elements(h: DataHandle, elements: Sequence[Element], mod: ModInfo
     groups = group_by_block(elements, block_size(h.instance))
 
     async def change(edit: _Edit) -> None:
-        await edit.load(coord for coord, _ in groups)
+        await edit.read(coord for coord, _ in groups)
         for coord, items in groups:
-            edit.edited[coord].update((tuple(e["Pos"]), e) for e in items)  # type: ignore[misc]
+            edit.add(coord, items)
 
     return await _apply(h, change, {"Action": "element-post", "Elements": len(elements),
                                     "Blocks": len(groups), **mod.fields()})
@@ -219,7 +279,7 @@ async def post_blocks(h: DataHandle, blocks: Mapping[Point, Sequence[Element]],
     async def change(edit: _Edit) -> None:
         await edit.load(blocks)
         for coord, items in blocks.items():
-            edit.edited[coord] = {tuple(e["Pos"]): e for e in items}  # type: ignore[misc]
+            edit.replace(coord, items)
 
     count = sum(len(items) for items in blocks.values())
     return await _apply(h, change, {"Action": "element-post", "Elements": count,
