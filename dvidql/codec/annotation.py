@@ -215,9 +215,10 @@ def group_by_block(elements: Sequence[Element], block: Point
     order = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[order], np.arange(len(coords) + 1))
     rows = order.tolist()
-    return [((int(c[0]), int(c[1]), int(c[2])), [elements[i] for i in rows[lo:hi]])
-            for c, lo, hi in zip(coords, bounds[:-1].tolist(), bounds[1:].tolist(),
-                                 strict=True)]
+    with bulk():
+        return [(tuple(c), [elements[i] for i in rows[lo:hi]])  # type: ignore[misc]
+                for c, lo, hi in zip(coords.tolist(), bounds[:-1].tolist(),
+                                     bounds[1:].tolist(), strict=True)]
 
 
 def without_rels(element: Element) -> Element:

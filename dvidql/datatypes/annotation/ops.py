@@ -264,8 +264,9 @@ async def post_elements(h: DataHandle, elements: Sequence[Element], mod: ModInfo
 
     async def change(edit: _Edit) -> None:
         await edit.read(coord for coord, _ in groups)
-        for coord, items in groups:
-            edit.add(coord, items)
+        with bulk():
+            for coord, items in groups:
+                edit.add(coord, items)
 
     return await _apply(h, change, {"Action": "element-post", "Elements": len(elements),
                                     "Blocks": len(groups), **mod.fields()})
