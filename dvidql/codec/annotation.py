@@ -81,8 +81,10 @@ def _bad_point(value: Any, what: str) -> BadRequest:
 @contextmanager
 def bulk() -> Iterator[None]:
     """Pause the cyclic garbage collector while many acyclic objects are made (elements
-    parsed, decoded or merged): its collections, triggered by allocation counts, would
-    rescan the growing heap again and again, which doubles the time of a large post."""
+    parsed, decoded, merged, written): its collections, triggered by allocation counts,
+    would rescan the growing heap again and again, which doubles the time of a large post.
+    The pause may span awaits: other requests meanwhile only have their cycles collected
+    later, and overlapping pauses end with the collector running again."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -125,7 +127,7 @@ def _rels(value: Any, index: int | None) -> list[dict[str, Any]]:
     shape = '{"Rel": ..., "To": [x, y, z]}'
     if type(value) is not list:
         raise BadRequest(f"{_where(index)}: Rels must be a list of {shape}")
-    out = []
+    exact = True  # no other fields: the posted list is already canonical
     for k, rel in enumerate(value):
         if type(rel) is not dict or not _REL_FIELDS <= rel.keys():
             raise BadRequest(f"{_where(index)}: relationship {k} must be {shape}")
@@ -135,8 +137,8 @@ def _rels(value: Any, index: int | None) -> list[dict[str, Any]]:
                              f"{orjson.dumps(kind).decode()}; use one of {', '.join(RELATIONS)}")
         if not _is_point(to):
             raise _bad_point(to, f"{_where(index)}: relationship {k}'s To")
-        out.append({"Rel": kind, "To": to})
-    return out
+        exact = exact and len(rel) == 2
+    return value if exact else [{"Rel": r["Rel"], "To": r["To"]} for r in value]
 
 
 def parse_element(raw: Any, index: int | None = None) -> Element:

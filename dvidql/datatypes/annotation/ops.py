@@ -1,8 +1,9 @@
 """annotation operations: the one implementation behind REST (and, later, GraphQL).
 
-Every edit is planned from reads outside any transaction: the blocks it changes are loaded,
-edited as position → element maps, and the block, tag and inbound-relationship entries they
-imply are computed (see ``keys``). Inside one transaction the entries read are checked to be
+Every edit is planned from reads outside any transaction: the blocks it changes are read
+and edited (decoded into position → element maps, or, for elements at new positions, only
+appended to), and the block, tag and inbound-relationship entries they imply are computed
+(see ``keys``). Inside one transaction the entries read are checked to be
 unchanged (else the edit is planned again there, under the store's write lock), the entries
 are written and the mutation's log record (DVID's Kafka fields) is appended.
 """
@@ -240,19 +241,20 @@ async def _plan(h: DataHandle, txn: Txn | None, change: Change
 async def _apply(h: DataHandle, change: Change, record: dict[str, Any]) -> int:
     """Plan ``change``, then write it with its log record in one transaction; returns the
     mutation id."""
-    reads, writes, encoded = await _plan(h, None, change)
     versioned = h.instance.versioned
-    async with h.writing() as txn:
-        if not await reads.unchanged(h, txn):
-            reads, writes, encoded = await _plan(h, txn, change)
-        values = iter(encoded)
-        for tkey, value in writes.items():
-            if value is None:
-                h.kv.delete(txn, h.instance_id, tkey, h.version, versioned=versioned)
-            else:
-                h.kv.put_raw(txn, h.instance_id, tkey, h.version, next(values),
-                             versioned=versioned)
-        return await h.log(txn, record)
+    with bulk():
+        reads, writes, encoded = await _plan(h, None, change)
+        async with h.writing() as txn:
+            if not await reads.unchanged(h, txn):
+                reads, writes, encoded = await _plan(h, txn, change)
+            values = iter(encoded)
+            for tkey, value in writes.items():
+                if value is None:
+                    h.kv.delete(txn, h.instance_id, tkey, h.version, versioned=versioned)
+                else:
+                    h.kv.put_raw(txn, h.instance_id, tkey, h.version, next(values),
+                                 versioned=versioned)
+            return await h.log(txn, record)
 
 
 # ----- edits -------------------------------------------------------------------------------
