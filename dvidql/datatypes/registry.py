@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dvidql.datatypes.annotation import AnnotationType
 from dvidql.datatypes.base import Datatype
 from dvidql.datatypes.imageblk import Uint8BlkType
 from dvidql.datatypes.keyvalue import KeyValueType
@@ -12,7 +13,8 @@ from dvidql.errors import NotFound
 __all__ = ["DATATYPES", "get_datatype"]
 
 DATATYPES: dict[str, Datatype] = {
-    t.type_name: t for t in (KeyValueType(), Uint8BlkType(), LabelmapType(), RoiType())}
+    t.type_name: t for t in (KeyValueType(), Uint8BlkType(), LabelmapType(), RoiType(),
+                             AnnotationType())}
 
 
 def get_datatype(name: str) -> Datatype:

@@ -14,6 +14,7 @@ def test_server_info_types_help(client: httpx.Client) -> None:
     for field in ("Cores", "Storage backend", "Server uptime", "Mode"):
         assert field in info
     assert client.get("/api/server/types").json() == {
+        "annotation": "github.com/janelia-flyem/dvid/datatype/annotation",
         "keyvalue": "github.com/janelia-flyem/dvid/datatype/keyvalue",
         "labelmap": "github.com/janelia-flyem/dvid/datatype/labelmap",
         "roi": "github.com/janelia-flyem/dvid/datatype/roi",

@@ -1,0 +1,407 @@
+"""annotation operations: the one implementation behind REST (and, later, GraphQL).
+
+Every edit is planned from reads outside any transaction: the blocks it changes are read
+and edited (decoded into position → element maps, or, for elements at new positions, only
+appended to), and the block, tag and inbound-relationship entries they imply are computed
+(see ``keys``). Inside one transaction the entries read are checked to be
+unchanged (else the edit is planned again there, under the store's write lock), the entries
+are written and the mutation's log record (DVID's Kafka fields) is appended.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from dvidql.codec.annotation import (
+    KINDS,
+    MAX_TAG_BYTES,
+    Element,
+    block_of,
+    bulk,
+    decode_elements,
+    encode_block_map,
+    encode_elements,
+    group_by_block,
+    join_arrays,
+    without_rels,
+)
+from dvidql.datatypes.annotation.keys import (
+    BLOCK,
+    block_tkey,
+    decode_block_tkey,
+    decode_tag_tkey,
+    inbound_tkey,
+    tag_prefix,
+    tag_tkey,
+)
+from dvidql.datatypes.base import DataHandle
+from dvidql.datatypes.labelmap.model import ModInfo, Reads
+from dvidql.datatypes.voxels import Box, Point, span_coords
+from dvidql.errors import BadRequest, NotFound
+from dvidql.storage.base import Txn
+from dvidql.versions.dag import Instance
+
+__all__ = ["all_blocks", "block_size", "blocks_in", "delete_element", "elements_in",
+           "move_element", "post_blocks", "post_elements", "scan", "tagged"]
+
+_DIRECT_BLOCKS = 4096  # boxes spanning more blocks are read by a range scan
+_IZYX_MAX = b"\xff" * 12
+
+
+def block_size(instance: Instance) -> Point:
+    return tuple(instance.settings["BlockSize"])  # type: ignore[return-value]
+
+
+def _fmt(p: Sequence[int]) -> str:
+    return "_".join(map(str, p))
+
+
+def _targets(elements: Iterable[Element], block: Point) -> set[Point]:
+    """The blocks that the elements' relationships point into."""
+    return {block_of(r["To"], block) for e in elements for r in e["Rels"]}
+
+
+def _splice(old: bytes | None, new: bytes) -> bytes:
+    """A stored JSON array (never empty: empty ones are deleted) with ``new``'s items
+    appended."""
+    return new if old is None else old[:-1] + b"," + new[1:]
+
+
+def _marker(pos: Point) -> bytes:
+    """How an element at ``pos`` starts in a stored array: canonical elements begin with
+    Pos, and inside JSON strings every quote is escaped, so this occurs nowhere else."""
+    return b'{"Pos":[%d,%d,%d],' % pos
+
+
+class _Edit:
+    """The blocks an edit touches, as stored and as edited, and every entry it read.
+
+    A block is decoded into an editable position → element map (``stored``/``edited``)
+    only when the edit needs it; elements added at positions a block does not hold yet are
+    kept in ``appends`` and spliced into its stored bytes, so posting into filled blocks
+    does not decode and re-encode what they hold."""
+
+    def __init__(self, h: DataHandle, txn: Txn | None) -> None:
+        self.h = h
+        self.txn = txn
+        self.block = block_size(h.instance)
+        self.reads = Reads()
+        self.raw: dict[Point, bytes | None] = {}
+        self.stored: dict[Point, list[Element]] = {}
+        self.edited: dict[Point, dict[Point, Element]] = {}
+        self.appends: dict[Point, list[Element]] = {}
+        self._inbound: dict[Point, list[Point]] = {}
+
+    async def _read(self, tkeys: Sequence[bytes]) -> list[bytes | None]:
+        h = self.h
+        raws = await h.kv.get_raw_many(h.instance_id, tkeys, h.lineage, self.txn)
+        self.reads.add(tkeys, raws)
+        values = iter(await h.kv.materialize([r for r in raws if r is not None]))
+        return [None if r is None else next(values) for r in raws]
+
+    async def read(self, coords: Iterable[Point]) -> None:
+        """Read the stored values of the blocks not read yet."""
+        wanted = [c for c in dict.fromkeys(coords) if c not in self.raw]
+        if wanted:
+            values = await self._read([block_tkey(c) for c in wanted])
+            self.raw.update(zip(wanted, values, strict=True))
+
+    def _decode(self, coord: Point) -> dict[Point, Element]:
+        if coord not in self.stored:
+            value = self.raw[coord]
+            elements = [] if value is None else decode_elements(value)
+            self.stored[coord] = elements
+            self.edited[coord] = {tuple(e["Pos"]): e for e in elements}  # type: ignore[misc]
+            for element in self.appends.pop(coord, ()):
+                self.edited[coord][tuple(element["Pos"])] = element  # type: ignore[index]
+        return self.edited[coord]
+
+    async def load(self, coords: Iterable[Point]) -> None:
+        """Read and decode the blocks; their elements become editable in ``edited``."""
+        coords = list(coords)
+        await self.read(coords)
+        with bulk():
+            for coord in coords:
+                self._decode(coord)
+
+    def add(self, coord: Point, elements: Sequence[Element]) -> None:
+        """Add or replace elements of a read block (the last at a position wins)."""
+        unique: dict[Point, Element] = {tuple(e["Pos"]): e for e in elements}  # type: ignore[misc]
+        raw = self.raw[coord]
+        if coord in self.stored or coord in self.appends or (raw is not None and any(
+                _marker(pos) in raw for pos in unique)):
+            self._decode(coord).update(unique)
+        else:
+            self.appends[coord] = list(unique.values())
+
+    def replace(self, coord: Point, elements: Sequence[Element]) -> None:
+        """Make ``elements`` the whole content of a read block."""
+        self._decode(coord).clear()
+        self.edited[coord].update((tuple(e["Pos"]), e) for e in elements)  # type: ignore[misc]
+
+    async def inbound(self, coords: Sequence[Point]) -> dict[Point, list[Point]]:
+        """The blocks holding relationships into each of ``coords``."""
+        wanted = [c for c in dict.fromkeys(coords) if c not in self._inbound]
+        if wanted:
+            values = await self._read([inbound_tkey(c) for c in wanted])
+            for coord, value in zip(wanted, values, strict=True):
+                self._inbound[coord] = [] if value is None else [
+                    tuple(p) for p in orjson.loads(value)]  # type: ignore[misc]
+        return {c: self._inbound[c] for c in coords}
+
+    async def partners(self, pos: Point) -> None:
+        """Load the block of ``pos`` and every block that may point at it."""
+        home = block_of(pos, self.block)
+        await self.load([home, *(await self.inbound([home]))[home]])
+
+    def retarget(self, old: Point, new: Point | None) -> None:
+        """Point the loaded elements' relationships to ``old`` at ``new`` (None: remove
+        them). Elements are replaced, never changed in place: ``stored`` shares them."""
+        target = list(old)
+        for elements in self.edited.values():
+            for pos, element in elements.items():
+                rels = element["Rels"]
+                if not any(r["To"] == target for r in rels):
+                    continue
+                if new is None:
+                    rels = [r for r in rels if r["To"] != target]
+                else:
+                    rels = [{"Rel": r["Rel"], "To": list(new)} if r["To"] == target else r
+                            for r in rels]
+                elements[pos] = {**element, "Rels": rels}
+
+    async def writes(self) -> dict[bytes, bytes | None]:
+        """The entries the edited blocks imply (None: delete), only those that change.
+
+        Only the elements an edit added or removed (by identity: ``stored`` and ``edited``
+        share the untouched ones) are looked at, plus one pass over a decoded block per tag
+        they carry; appended elements are spliced into the block and tag entries."""
+        writes: dict[bytes, bytes | None] = {}
+        gained: dict[Point, set[Point]] = {}
+        lost: dict[Point, set[Point]] = {}
+        tag_appends: dict[bytes, list[Element]] = {}
+        with bulk():
+            for coord, added in self.appends.items():
+                writes[block_tkey(coord)] = _splice(self.raw[coord], encode_elements(added))
+                for element in added:
+                    for tag in dict.fromkeys(element["Tags"]):
+                        tag_appends.setdefault(tag_tkey(tag, coord), []).append(
+                            without_rels(element))
+                for target in _targets(added, self.block):
+                    gained.setdefault(target, set()).add(coord)
+            for coord, before in self.stored.items():
+                after = list(self.edited[coord].values())
+                kept = {id(e) for e in before}
+                added = [e for e in after if id(e) not in kept]
+                if not added and len(after) == len(before):
+                    continue
+                present = {id(e) for e in after}
+                removed = [e for e in before if id(e) not in present]
+                writes[block_tkey(coord)] = encode_elements(after) if after else None
+                for tag in {t for e in (*added, *removed) for t in e["Tags"]}:
+                    tagged = [without_rels(e) for e in after if tag in e["Tags"]]
+                    writes[tag_tkey(tag, coord)] = encode_elements(tagged) if tagged else None
+                into = _targets(added, self.block)
+                gone = _targets(removed, self.block) - into
+                if gone:
+                    gone -= _targets(after, self.block)
+                for target in into:
+                    gained.setdefault(target, set()).add(coord)
+                for target in gone:
+                    lost.setdefault(target, set()).add(coord)
+        if tag_appends:
+            tkeys = list(tag_appends)
+            for tkey, old in zip(tkeys, await self._read(tkeys), strict=True):
+                writes[tkey] = _splice(old, encode_elements(tag_appends[tkey]))
+        changed = sorted(gained.keys() | lost.keys())
+        for target, sources in (await self.inbound(changed)).items():
+            now = (set(sources) | gained.get(target, set())) - lost.get(target, set())
+            if now != set(sources):
+                writes[inbound_tkey(target)] = orjson.dumps(sorted(now)) if now else None
+        return writes
+
+
+Change = Callable[[_Edit], Awaitable[None]]
+
+
+async def _plan(h: DataHandle, txn: Txn | None, change: Change
+                ) -> tuple[Reads, dict[bytes, bytes | None], list[bytes]]:
+    edit = _Edit(h, txn)
+    await change(edit)
+    writes = await edit.writes()
+    encoded = await h.kv.encode_many([v for v in writes.values() if v is not None])
+    return edit.reads, writes, encoded
+
+
+async def _apply(h: DataHandle, change: Change, record: dict[str, Any]) -> int:
+    """Plan ``change``, then write it with its log record in one transaction; returns the
+    mutation id."""
+    versioned = h.instance.versioned
+    with bulk():
+        reads, writes, encoded = await _plan(h, None, change)
+        async with h.writing() as txn:
+            if not await reads.unchanged(h, txn):
+                reads, writes, encoded = await _plan(h, txn, change)
+            values = iter(encoded)
+            for tkey, value in writes.items():
+                if value is None:
+                    h.kv.delete(txn, h.instance_id, tkey, h.version, versioned=versioned)
+                else:
+                    h.kv.put_raw(txn, h.instance_id, tkey, h.version, next(values),
+                                 versioned=versioned)
+            return await h.log(txn, record)
+
+
+# ----- edits -------------------------------------------------------------------------------
+
+async def post_elements(h: DataHandle, elements: Sequence[Element], mod: ModInfo) -> int:
+    """Add elements, replacing any at the same positions (the last of a post wins); returns
+    the mutation id."""
+    groups = group_by_block(elements, block_size(h.instance))
+
+    async def change(edit: _Edit) -> None:
+        await edit.read(coord for coord, _ in groups)
+        with bulk():
+            for coord, items in groups:
+                edit.add(coord, items)
+
+    return await _apply(h, change, {"Action": "element-post", "Elements": len(elements),
+                                    "Blocks": len(groups), **mod.fields()})
+
+
+async def post_blocks(h: DataHandle, blocks: Mapping[Point, Sequence[Element]],
+                      mod: ModInfo) -> int:
+    """Replace the elements of whole blocks (an empty list empties the block); returns the
+    mutation id. Relationships elsewhere to elements no longer present are left as they are
+    (``scan`` reports them)."""
+    async def change(edit: _Edit) -> None:
+        await edit.load(blocks)
+        for coord, items in blocks.items():
+            edit.replace(coord, items)
+
+    count = sum(len(items) for items in blocks.values())
+    return await _apply(h, change, {"Action": "element-post", "Elements": count,
+                                    "Blocks": len(blocks), **mod.fields()})
+
+
+def _missing(h: DataHandle, pos: Point, what: str) -> NotFound:
+    return NotFound(f"no element at {_fmt(pos)} in {h.instance.name!r} at version "
+                    f"{h.node.uuid}; nothing was {what}")
+
+
+async def delete_element(h: DataHandle, pos: Point, mod: ModInfo) -> int:
+    """Delete the element at ``pos`` and every relationship pointing at it; returns the
+    mutation id."""
+    async def change(edit: _Edit) -> None:
+        await edit.partners(pos)
+        if edit.edited[block_of(pos, edit.block)].pop(pos, None) is None:
+            raise _missing(h, pos, "deleted")
+        edit.retarget(pos, None)
+
+    return await _apply(h, change, {"Action": "element-delete", "Point": list(pos),
+                                    **mod.fields()})
+
+
+async def move_element(h: DataHandle, src: Point, dst: Point, mod: ModInfo) -> int:
+    """Move the element at ``src`` to ``dst``, replacing any element there (as DVID does),
+    and point relationships to ``src`` at ``dst``; returns the mutation id."""
+    async def change(edit: _Edit) -> None:
+        await edit.partners(src)
+        await edit.load([block_of(dst, edit.block)])
+        element = edit.edited[block_of(src, edit.block)].pop(src, None)
+        if element is None:
+            raise _missing(h, src, "moved")
+        edit.edited[block_of(dst, edit.block)][dst] = {**element, "Pos": list(dst)}
+        edit.retarget(src, dst)
+
+    return await _apply(h, change, {"Action": "element-move", "From": list(src),
+                                    "To": list(dst), **mod.fields()})
+
+
+# ----- reads -------------------------------------------------------------------------------
+
+async def _stored_blocks(h: DataHandle, box: Box) -> list[tuple[Point, bytes]]:
+    """The stored blocks that ``box`` touches, in key order: by key for small boxes, by one
+    range scan over the z span (filtered on x and y) for large ones."""
+    block = block_size(h.instance)
+    lo, hi = box.block_span(block)
+    if math.prod(b - a + 1 for a, b in zip(lo, hi, strict=True)) <= _DIRECT_BLOCKS:
+        coords = span_coords(box, block)
+        values = await h.kv.get_many(h.instance_id, [block_tkey(c) for c in coords], h.lineage)
+        return [(c, v) for c, v in zip(coords, values, strict=True) if v is not None]
+    out = []
+    async for tkey, value in h.kv.scan(h.instance_id, h.lineage, block_tkey(lo),
+                                       block_tkey(hi)):
+        x, y, z = decode_block_tkey(tkey)
+        if lo[0] <= x <= hi[0] and lo[1] <= y <= hi[1]:
+            out.append(((x, y, z), value))
+    return out
+
+
+async def elements_in(h: DataHandle, box: Box) -> bytes:
+    """The elements (with relationships) whose position lies in ``box``, a JSON array."""
+    block = block_size(h.instance)
+    parts = []
+    for coord, value in await _stored_blocks(h, box):
+        first = [c * b for c, b in zip(coord, block, strict=True)]
+        inside = all(f >= o and f + b <= e for f, b, o, e in
+                     zip(first, block, box.offset, box.end, strict=True))
+        if inside:
+            parts.append(value)
+            continue
+        kept = [e for e in decode_elements(value)
+                if all(o <= p < end for p, o, end in zip(e["Pos"], box.offset, box.end,
+                                                         strict=True))]
+        if kept:
+            parts.append(encode_elements(kept))
+    return join_arrays(parts)
+
+
+async def blocks_in(h: DataHandle, box: Box) -> bytes:
+    """``{"x,y,z": [elements], ...}`` for the stored blocks ``box`` touches, unfiltered."""
+    return encode_block_map(await _stored_blocks(h, box))
+
+
+async def _every_block(h: DataHandle) -> list[tuple[Point, bytes]]:
+    start = bytes([BLOCK])
+    return [(decode_block_tkey(tkey), value) async for tkey, value in
+            h.kv.scan(h.instance_id, h.lineage, start, start + _IZYX_MAX)]
+
+
+async def all_blocks(h: DataHandle) -> bytes:
+    """Every block of the instance at this version, as ``blocks_in`` gives them."""
+    return encode_block_map(await _every_block(h))
+
+
+async def tagged(h: DataHandle, tag: str, *, relationships: bool = False) -> bytes:
+    """The elements having ``tag``, a JSON array; without relationships unless asked."""
+    if "\x00" in tag or len(tag.encode()) > MAX_TAG_BYTES:
+        raise BadRequest(f"a tag is at most {MAX_TAG_BYTES} bytes without NUL characters")
+    prefix = tag_prefix(tag)
+    found = [(decode_tag_tkey(tkey)[1], value) async for tkey, value in
+             h.kv.scan(h.instance_id, h.lineage, prefix, prefix + _IZYX_MAX)]
+    if not relationships:
+        return join_arrays(value for _, value in found)
+    values = await h.kv.get_many(h.instance_id, [block_tkey(c) for c, _ in found], h.lineage)
+    return encode_elements([e for value in values if value is not None
+                            for e in decode_elements(value) if tag in e["Tags"]])
+
+
+async def scan(h: DataHandle) -> dict[str, Any]:
+    """Counts of blocks, elements (by Kind) and relationships, and the relationships whose
+    target holds no element (allowed, as in DVID, but worth knowing about)."""
+    blocks = await _every_block(h)
+    elements = [e for _, value in blocks for e in decode_elements(value)]
+    present = {tuple(e["Pos"]) for e in elements}
+    kinds = Counter(e["Kind"] for e in elements)
+    dangling = [{"From": e["Pos"], "Rel": r["Rel"], "To": r["To"]}
+                for e in elements for r in e["Rels"] if tuple(r["To"]) not in present]
+    return {"Blocks": len(blocks), "Elements": len(elements),
+            "Kinds": {k: kinds.get(k, 0) for k in KINDS},
+            "Relationships": sum(len(e["Rels"]) for e in elements),
+            "DanglingRelationships": len(dangling), "Dangling": dangling}

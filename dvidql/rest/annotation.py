@@ -1,0 +1,101 @@
+"""annotation endpoints with DVID's paths and element JSON: parse, call ops, answer."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dvidql.codec.annotation import parse_blocks, parse_elements
+from dvidql.datatypes.annotation import ops
+from dvidql.datatypes.base import DataHandle
+from dvidql.datatypes.labelmap.model import ModInfo
+from dvidql.datatypes.voxels import Box, Point, parse_point
+from dvidql.errors import BadRequest
+from dvidql.rest.common import TypeRoute, json_response, read_body
+
+__all__ = ["routes"]
+
+_JSON = "application/json"
+
+
+def _mod(request: Request) -> ModInfo:
+    """Who asks for a mutation: DVID's ``u=`` and ``app=``."""
+    return ModInfo(request.query_params.get("u", ""), request.query_params.get("app", ""))
+
+
+def _point(text: str, what: str) -> Point:
+    return parse_point(text, 3, what)  # type: ignore[return-value]
+
+
+def _box(size: str, offset: str) -> Box:
+    return Box(_point(offset, "offset"), _point(size, "size"))
+
+
+def _mutated(mutation_id: int) -> Response:
+    return Response(headers={"X-Mutation-Id": str(mutation_id)})
+
+
+async def post_elements(request: Request, h: DataHandle) -> Response:
+    elements = parse_elements(await read_body(request))
+    return _mutated(await ops.post_elements(h, elements, _mod(request)))
+
+
+async def get_elements(request: Request, h: DataHandle, size: str, offset: str) -> Response:
+    return Response(await ops.elements_in(h, _box(size, offset)), media_type=_JSON)
+
+
+async def delete_element(request: Request, h: DataHandle, point: str) -> Response:
+    return _mutated(await ops.delete_element(h, _point(point, "element position"),
+                                             _mod(request)))
+
+
+async def move_element(request: Request, h: DataHandle, src: str, dst: str) -> Response:
+    return _mutated(await ops.move_element(h, _point(src, "from position"),
+                                           _point(dst, "to position"), _mod(request)))
+
+
+async def get_blocks(request: Request, h: DataHandle, size: str, offset: str) -> Response:
+    return Response(await ops.blocks_in(h, _box(size, offset)), media_type=_JSON)
+
+
+async def post_blocks(request: Request, h: DataHandle) -> Response:
+    blocks = parse_blocks(await read_body(request), ops.block_size(h.instance))
+    return _mutated(await ops.post_blocks(h, blocks, _mod(request)))
+
+
+async def all_elements(request: Request, h: DataHandle) -> Response:
+    return Response(await ops.all_blocks(h), media_type=_JSON)
+
+
+async def tag(request: Request, h: DataHandle, tag: str) -> Response:
+    flag = request.query_params.get("relationships", "false").lower()
+    if flag not in ("true", "false", "1", "0"):
+        raise BadRequest(f"relationships must be true or false, not {flag!r}")
+    body = await ops.tagged(h, tag, relationships=flag in ("true", "1"))
+    return Response(body, media_type=_JSON)
+
+
+async def scan(request: Request, h: DataHandle) -> Response:
+    return json_response(await ops.scan(h))
+
+
+routes = [
+    TypeRoute("/elements", frozenset({"POST"}), post_elements,
+              "add or replace elements (JSON array) by position"),
+    TypeRoute("/elements/{size}/{offset}", frozenset({"GET"}), get_elements,
+              "elements with relationships whose position lies in the box (JSON array)"),
+    TypeRoute("/element/{point}", frozenset({"DELETE"}), delete_element,
+              "delete the element at x_y_z and relationships pointing at it"),
+    TypeRoute("/move/{src}/{dst}", frozenset({"POST"}), move_element,
+              "move the element at from_x_y_z to to_x_y_z, rewriting partners"),
+    TypeRoute("/blocks/{size}/{offset}", frozenset({"GET"}), get_blocks,
+              'every element of the blocks the box touches ({"x,y,z": [...]})'),
+    TypeRoute("/blocks", frozenset({"POST"}), post_blocks,
+              'replace whole blocks ({"x,y,z": [...]})'),
+    TypeRoute("/all-elements", frozenset({"GET"}), all_elements,
+              'every block of the instance ({"x,y,z": [...]})'),
+    TypeRoute("/tag/{tag:path}", frozenset({"GET"}), tag,
+              "elements with the tag (?relationships=true adds their relationships)"),
+    TypeRoute("/scan", frozenset({"GET"}), scan,
+              "counts and relationships pointing at no element (JSON)"),
+]
