@@ -12,6 +12,7 @@ from dvidql.datatypes.labelmap.model import ModInfo
 from dvidql.datatypes.voxels import Box, Point, parse_point
 from dvidql.errors import BadRequest
 from dvidql.rest.common import TypeRoute, json_response, read_body
+from dvidql.rest.roi import roi_handle
 
 __all__ = ["routes"]
 
@@ -75,6 +76,13 @@ async def tag(request: Request, h: DataHandle, tag: str) -> Response:
     return Response(body, media_type=_JSON)
 
 
+async def in_roi(request: Request, h: DataHandle, roi: str) -> Response:
+    """``roi/<name>[,<uuid>]``: the region at this version, or at the one named."""
+    name, _, ref = roi.partition(",")
+    region = roi_handle(request, h, name, ref or None)
+    return Response(await ops.elements_in_roi(h, region), media_type=_JSON)
+
+
 async def scan(request: Request, h: DataHandle) -> Response:
     return json_response(await ops.scan(h))
 
@@ -96,6 +104,8 @@ routes = [
               'every block of the instance ({"x,y,z": [...]})'),
     TypeRoute("/tag/{tag:path}", frozenset({"GET"}), tag,
               "elements with the tag (?relationships=true adds their relationships)"),
+    TypeRoute("/roi/{roi}", frozenset({"GET"}), in_roi,
+              "elements (with relationships) inside a roi instance: roi/<name>[,<uuid>]"),
     TypeRoute("/scan", frozenset({"GET"}), scan,
               "counts and relationships pointing at no element (JSON)"),
 ]

@@ -16,7 +16,7 @@ from dvidql.datatypes.voxels import Box, parse_geometry
 from dvidql.errors import BadRequest
 from dvidql.rest.common import TypeRoute, caller, json_response, read_body, service
 
-__all__ = ["mask_option", "routes"]
+__all__ = ["mask_option", "roi_handle", "routes"]
 
 _SPANS = "a JSON list of block spans [[z, y, x0, x1], ...]"
 _POINTS = "a JSON list of voxel points [[x, y, z], ...]"
@@ -47,18 +47,28 @@ async def mask(request: Request, h: DataHandle, dims: str, size: str, offset: st
     return Response(volume.data, media_type="application/octet-stream")
 
 
+def roi_handle(request: Request, h: DataHandle, name: str, ref: str | None = None
+               ) -> DataHandle:
+    """The roi instance ``name`` of ``h``'s repo, at ``h``'s version or the version ``ref``
+    names, for requests that use a region (roi= options, elements in a region)."""
+    svc = service(request)
+    repo, node = (h.repo, h.node) if ref is None else svc.repos.resolve(ref)
+    if repo.repo_id != h.repo.repo_id:
+        raise BadRequest(f"version {ref!r} is in another repo than {h.instance.name!r}")
+    instance = svc.repos.instance(repo, name)  # 404 when there is no such instance
+    if instance.type_name != "roi":
+        raise BadRequest(f"instance {name!r} is a {instance.type_name}, not a roi; this "
+                         "request takes a roi instance")
+    return svc.handle_at(repo, node, instance, caller(request))
+
+
 async def mask_option(request: Request, h: DataHandle, box: Box) -> np.ndarray | None:
     """The ``roi=<name>`` option of voxel requests (DVID's): the mask of ``box`` (z, y, x;
     nonzero inside) by the named roi instance at the request's version, or None without it."""
     name = request.query_params.get("roi")
     if not name:
         return None
-    svc = service(request)
-    instance = svc.repos.instance(h.repo, name)  # 404 when there is no such instance
-    if instance.type_name != "roi":
-        raise BadRequest(f"instance {name!r} is a {instance.type_name}, not a roi; roi= "
-                         "masks voxels with a roi instance")
-    return await ops.mask(svc.handle_at(h.repo, h.node, instance, caller(request)), box)
+    return await ops.mask(roi_handle(request, h, name), box)
 
 
 async def ptquery(request: Request, h: DataHandle) -> Response:

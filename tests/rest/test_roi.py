@@ -338,3 +338,37 @@ def test_roi_option_of_voxel_requests(client: httpx.Client, roi_root: str) -> No
                           ("?roi=roi&attenuation=9", 400)):
         response = client.get(_raw(client, roi_root, "gray", size, query))
         assert response.status_code == status and response.json()["error"], query
+
+
+def test_annotation_elements_in_a_roi(client: httpx.Client, roi_root: str) -> None:
+    """annotation roi/<name>[,<uuid>]: the elements inside the region, of another block size,
+    at the annotation's version or at the region's own."""
+    assert client.post(f"/api/repo/{roi_root}/instance",
+                       json={"typename": "annotation", "dataname": "syn"}).status_code == 200
+    rng = np.random.default_rng(11)
+    points = {tuple(int(v) for v in p) for p in rng.integers(-100, 100, (300, 3))}
+    elements = [{"Pos": list(p), "Kind": "PostSyn", "Tags": [], "Prop": {}, "Rels": []}
+                for p in sorted(points)]
+    assert client.post(url(roi_root, "elements", "syn"), json=elements).status_code == 200
+    spans = random_spans(rng, 20, -4, 3)
+    client.post(url(roi_root, "roi"), json=spans)
+
+    def inside(region: list[list[int]]) -> list[list[int]]:
+        blocks = blocks_of(region)
+        return sorted(list(p) for p in points
+                      if (p[2] // 32, p[1] // 32, p[0] // 32) in blocks)
+
+    def got(path: str) -> list[list[int]]:
+        response = client.get(url(roi_root, path, "syn"))
+        assert response.status_code == 200, response.text
+        return sorted(e["Pos"] for e in response.json())
+
+    assert 0 < len(inside(spans)) < len(points)
+    assert got("roi/roi") == inside(spans)
+    version = child(client, roi_root)
+    more = [[-4, -4, -4, 3], [2, 2, -4, 3]]
+    client.post(url(version, "roi"), json=more)
+    assert got(f"roi/roi,{version}") == inside(spans + more)
+    assert got("roi/roi") == inside(spans)
+    assert client.get(url(roi_root, "roi/syn", "syn")).status_code == 400
+    assert client.get(url(roi_root, "roi/nosuch", "syn")).status_code == 404

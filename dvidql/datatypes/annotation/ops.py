@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 
 from dvidql.codec.annotation import (
@@ -41,13 +42,14 @@ from dvidql.datatypes.annotation.keys import (
 )
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.labelmap.model import ModInfo, Reads
+from dvidql.datatypes.roi import ops as roi_ops
 from dvidql.datatypes.voxels import Box, Point, span_coords
 from dvidql.errors import BadRequest, NotFound
 from dvidql.storage.base import Txn
 from dvidql.versions.dag import Instance
 
 __all__ = ["all_blocks", "block_size", "blocks_in", "delete_element", "elements_in",
-           "move_element", "post_blocks", "post_elements", "scan", "tagged"]
+           "elements_in_roi", "move_element", "post_blocks", "post_elements", "scan", "tagged"]
 
 _DIRECT_BLOCKS = 4096  # boxes spanning more blocks are read by a range scan
 _IZYX_MAX = b"\xff" * 12
@@ -376,6 +378,34 @@ async def _every_block(h: DataHandle) -> list[tuple[Point, bytes]]:
 async def all_blocks(h: DataHandle) -> bytes:
     """Every block of the instance at this version, as ``blocks_in`` gives them."""
     return encode_block_map(await _every_block(h))
+
+
+async def elements_in_roi(h: DataHandle, region: DataHandle) -> bytes:
+    """The elements (with relationships) inside the roi instance ``region``, a JSON array:
+    the stored blocks its blocks touch (of any size) are read, by key when few and by one
+    scan of the instance otherwise, and each element is tested against the region."""
+    spans = await roi_ops.read_spans(region)
+    if not len(spans):
+        return b"[]"
+    ours = np.array(block_size(h.instance), np.int64)
+    theirs = np.array(roi_ops.block_size(region), np.int64)
+    first = spans[:, [2, 1, 0]] * theirs // ours  # x, y, z of our first block per span
+    last = ((spans[:, [3, 1, 0]] + 1) * theirs - 1) // ours
+    if int(np.prod(last - first + 1, axis=1).sum()) > _DIRECT_BLOCKS:
+        stored = await _every_block(h)
+    else:
+        coords = sorted({(x, y, z) for (x0, y0, z0), (x1, y1, z1)
+                         in zip(first.tolist(), last.tolist(), strict=True)
+                         for z in range(z0, z1 + 1) for y in range(y0, y1 + 1)
+                         for x in range(x0, x1 + 1)})
+        values = await h.kv.get_many(h.instance_id, [block_tkey(c) for c in coords], h.lineage)
+        stored = [(c, v) for c, v in zip(coords, values, strict=True) if v is not None]
+    elements = [e for _, value in stored for e in decode_elements(value)]
+    if not elements:
+        return b"[]"
+    inside = await roi_ops.contains(region, np.array([e["Pos"] for e in elements], np.int64))
+    return encode_elements([e for e, keep in zip(elements, inside.tolist(), strict=True)
+                            if keep])
 
 
 async def tagged(h: DataHandle, tag: str, *, relationships: bool = False) -> bytes:
