@@ -1,6 +1,6 @@
 """The demo repo: a few versions and branches, a merge, keyvalue data, a synthetic EM
-grayscale volume with its pyramid and its segmentation, to explore with any client or
-neuroglancer.
+grayscale volume with its pyramid, its segmentation and synapses between its bodies, to
+explore with any client or neuroglancer.
 
 The segmentation is an oversegmentation agglomerated by merges, as proofreading data is:
 two supervoxels per cell (:func:`dvidql.synthetic.split_cells`), merged into one body per
@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
+from dvidql.codec.annotation import Element, parse_element
 from dvidql.config import Settings
+from dvidql.datatypes.annotation import ops as annotation_ops
 from dvidql.datatypes.imageblk import ops as gray_ops
 from dvidql.datatypes.keyvalue import ops as kv_ops
 from dvidql.datatypes.labelmap import edits
@@ -22,12 +24,14 @@ from dvidql.datatypes.voxels import Box
 from dvidql.service import Caller, Service
 from dvidql.synthetic import em_volume, split_cells
 
-__all__ = ["DEMO_ALIAS", "GRAYSCALE", "SEGMENTATION", "SPLIT_EVERY", "VOLUME_SIZE",
-           "demo_bodies", "populate"]
+__all__ = ["DEMO_ALIAS", "GRAYSCALE", "SEGMENTATION", "SPLIT_EVERY", "SYNAPSES", "VOLUME_SIZE",
+           "demo_bodies", "demo_synapses", "populate"]
 
 DEMO_ALIAS = "demo"
 GRAYSCALE = "grayscale"
 SEGMENTATION = "segmentation"
+SYNAPSES = "synapses"
+SYNAPSE_COUNT = 400  # T-bars, each with one or two partners
 SPLIT_EVERY = 5  # cells 5, 10, 15... keep their two supervoxels as two bodies
 VOLUME_SIZE = 256
 ADMIN = Caller(admin=True)
@@ -79,6 +83,7 @@ async def _build(service: Service) -> str:
     gray, cells = em_volume(VOLUME_SIZE)
     await _grayscale(service, repo.root, gray)
     await _segmentation(service, repo.root, cells)
+    await _synapses(service, repo.root, cells)
     await service.commit(ADMIN, repo, root, note="initial agglomeration")
 
     repo = repos.repos[repo.repo_id]
@@ -130,3 +135,41 @@ async def _segmentation(service: Service, root: str, cells: np.ndarray) -> None:
         halves = [2 * cell - 1, 2 * cell]
         if cell % SPLIT_EVERY and all(h in present for h in halves):
             await edits.merge(handle, halves, DEMO_MOD)
+
+
+def demo_synapses(cells: np.ndarray, count: int = SYNAPSE_COUNT, seed: int = 1
+                  ) -> list[Element]:
+    """Synapses across cell boundaries: a PreSyn just inside one cell where the next voxel
+    along x belongs to another, with PreSynTo relationships to one or two PostSyn partners
+    in that other cell (the voxel across the boundary, and the one below it when it is in
+    the same cell), each pointing back with PostSynTo. Deterministic for a seed."""
+    z, y, x = np.nonzero((cells[:, :-1, :-1] != cells[:, :-1, 1:]) & (cells[:, :-1, :-1] != 0)
+                         & (cells[:, :-1, 1:] != 0))
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(z), min(count, len(z)), replace=False)
+    taken: set[tuple[int, int, int]] = set()
+    elements = []
+    for k in sorted(chosen.tolist()):
+        pre = (int(x[k]), int(y[k]), int(z[k]))
+        partner_cell = cells[pre[2], pre[1], pre[0] + 1]
+        posts = [p for p in ((pre[0] + 1, pre[1], pre[2]), (pre[0] + 1, pre[1] + 1, pre[2]))
+                 if cells[p[2], p[1], p[0]] == partner_cell]
+        if taken.intersection([pre, *posts]):
+            continue
+        taken.update([pre, *posts])
+        elements.append({"Pos": list(pre), "Kind": "PreSyn", "Tags": ["demo"],
+                         "Prop": {"conf": f"{rng.uniform(0.5, 1):.2f}"},
+                         "Rels": [{"Rel": "PreSynTo", "To": list(p)} for p in posts]})
+        elements.extend({"Pos": list(p), "Kind": "PostSyn", "Tags": ["demo"], "Prop": {},
+                         "Rels": [{"Rel": "PostSynTo", "To": list(pre)}]} for p in posts)
+    return [parse_element(e) for e in elements]
+
+
+async def _synapses(service: Service, root: str, cells: np.ndarray) -> None:
+    """:func:`demo_synapses` in an annotation instance at the root version, in the
+    segmentation's 64^3 blocks."""
+    repo, node = service.repos.resolve(root)
+    await service.create_instance(ADMIN, repo, node, {
+        "typename": "annotation", "dataname": SYNAPSES, "BlockSize": "64,64,64"})
+    handle = service.handle(root, SYNAPSES, ADMIN, write=True)
+    await annotation_ops.post_elements(handle, demo_synapses(cells), DEMO_MOD)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dvidql.demo import SPLIT_EVERY, demo_bodies
+from dvidql.demo import SPLIT_EVERY, demo_bodies, demo_synapses
 from dvidql.synthetic import em_volume, split_cells
 from tests.conftest import LiveServer
 from tests.test_ingest import halve_labels
@@ -142,3 +142,23 @@ def test_demo_segmentation_through_graphql(demo: httpx.Client, cells: np.ndarray
     seg = answer["data"]["version"]["segmentation"]
     assert seg["maxDownresLevel"] == 2 and seg["blockSize"] == [64, 64, 64]
     assert int(seg["label"]) == int(demo_bodies(cells)[128, 128, 128])
+
+
+def test_demo_synapses_cross_bodies(demo: httpx.Client, cells: np.ndarray) -> None:
+    """The demo's synapses: T-bars with partners in other cells, relationships both ways."""
+    got = demo.get("/api/node/:master/synapses/elements/256_256_256/0_0_0")
+    assert got.status_code == 200
+    elements = {tuple(e["Pos"]): e for e in got.json()}
+    assert elements == {tuple(e["Pos"]): e for e in demo_synapses(cells)}
+    pre = [e for e in elements.values() if e["Kind"] == "PreSyn"]
+    assert len(pre) > 200
+    for e in pre:
+        x, y, z = e["Pos"]
+        assert e["Rels"]
+        for rel in e["Rels"]:
+            px, py, pz = rel["To"]
+            assert rel["Rel"] == "PreSynTo" and cells[pz, py, px] != cells[z, y, x]
+            back = elements[tuple(rel["To"])]
+            assert back["Kind"] == "PostSyn" and back["Rels"][0]["To"] == e["Pos"]
+    tagged = demo.get("/api/node/:master/synapses/tag/demo").json()
+    assert len(tagged) == len(elements)
