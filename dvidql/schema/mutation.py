@@ -8,6 +8,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
+from dvidql.resolvers import annotations as annotation_resolvers
 from dvidql.resolvers import bodies as body_resolvers
 from dvidql.resolvers import instances as instance_resolvers
 from dvidql.resolvers import keyvalue as kv_resolvers
@@ -16,8 +17,10 @@ from dvidql.schema.args import arg
 from dvidql.schema.context import Context
 from dvidql.schema.scalars import JSON, Base64, UInt64
 from dvidql.schema.types import (
+    AnnotationMutationResult,
     CleaveBodyResult,
     DataInstance,
+    ElementInput,
     KeyMutationResult,
     MergeBodiesResult,
     MergeResolution,
@@ -36,12 +39,13 @@ Ctx = Info[Context, None]
 Ref = Annotated[str, arg("Reference to the version (UUID or prefix, 'uuid:branch'...).")]
 NEW_UUID = "UUID for the new version (32 hex digits); a random one if omitted."
 LabelmapName = Annotated[str, arg("Name of a labelmap instance.")]
+AnnotationName = Annotated[str, arg("Name of an annotation instance.")]
 User = Annotated[str, arg("Who asks for the edit (DVID's u=), kept in the log and lastmod.")]
 App = Annotated[str, arg("The application asking (DVID's app=), kept in the log and lastmod.")]
 
 
-@strawberry.type(description="Writes: repos, instances, versions, keyvalue data and edits "
-                             "of segmentation bodies.")
+@strawberry.type(description="Writes: repos, instances, versions, keyvalue data, edits "
+                             "of segmentation bodies and annotation elements.")
 class Mutation:
     @strawberry.mutation(description="Create a repo with an uncommitted root version. Needs "
                                      "the admin token when the server has one.")
@@ -272,3 +276,52 @@ class Mutation:
         return SplitSupervoxelResult(handle=handle, mutation_id=UInt64(mutation_id),
                                      supervoxel=supervoxel, split_supervoxel=UInt64(split),
                                      remain_supervoxel=UInt64(remain) if remain else None)
+
+    @strawberry.mutation(description="Add annotation elements, replacing those at the same "
+                                     "positions. All are validated first: a bad one refuses "
+                                     "the whole post, changing nothing.")
+    async def post_elements(
+        self,
+        info: Ctx,
+        version: Ref,
+        instance: AnnotationName,
+        elements: Annotated[list[ElementInput], arg("The elements.")],
+        user: User = "",
+        app: App = "",
+    ) -> AnnotationMutationResult:
+        mutation_id = await annotation_resolvers.post(
+            info.context, version, instance, [e.as_json() for e in elements], user, app)
+        return AnnotationMutationResult(mutation_id=UInt64(mutation_id), instance=instance)
+
+    @strawberry.mutation(description="Delete the annotation element at a position; the "
+                                     "relationships other elements hold to it go too. NOT_FOUND "
+                                     "if there is none.")
+    async def delete_element(
+        self,
+        info: Ctx,
+        version: Ref,
+        instance: AnnotationName,
+        pos: Annotated[list[int], arg("Its position [x, y, z].")],
+        user: User = "",
+        app: App = "",
+    ) -> AnnotationMutationResult:
+        mutation_id = await annotation_resolvers.delete(info.context, version, instance, pos,
+                                                        user, app)
+        return AnnotationMutationResult(mutation_id=UInt64(mutation_id), instance=instance)
+
+    @strawberry.mutation(description="Move the annotation element at one position to another; "
+                                     "the relationships other elements hold to it follow. "
+                                     "NOT_FOUND if there is none.")
+    async def move_element(
+        self,
+        info: Ctx,
+        version: Ref,
+        instance: AnnotationName,
+        from_pos: Annotated[list[int], arg("Its position [x, y, z].", name="from")],
+        to_pos: Annotated[list[int], arg("Its new position [x, y, z].", name="to")],
+        user: User = "",
+        app: App = "",
+    ) -> AnnotationMutationResult:
+        mutation_id = await annotation_resolvers.move(info.context, version, instance,
+                                                      from_pos, to_pos, user, app)
+        return AnnotationMutationResult(mutation_id=UInt64(mutation_id), instance=instance)

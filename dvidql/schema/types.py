@@ -11,6 +11,7 @@ from strawberry.types import Info
 
 from dvidql.codec.labelindex import LabelIndex
 from dvidql.datatypes.base import DataHandle
+from dvidql.resolvers import annotations as annotation_resolvers
 from dvidql.resolvers import bodies as body_resolvers
 from dvidql.resolvers import grayscale as gray_resolvers
 from dvidql.resolvers import instances as instance_resolvers
@@ -182,6 +183,16 @@ class Version:
         return Grayscale(
             handle=gray_resolvers.open_instance(info.context, self.node.uuid, instance))
 
+
+    @strawberry.field(description="Read an annotation instance (synapses and other points) "
+                                  "as this version sees it.")
+    def annotations(
+        self,
+        info: Info[Context, None],
+        instance: Annotated[str, arg("Name of an annotation data instance.")],
+    ) -> Annotations:
+        return Annotations(handle=annotation_resolvers.open_annotations(
+            info.context, self.node.uuid, instance))
 
     @strawberry.field(description="Read a segmentation (labelmap) instance as this version "
                                   "sees it.")
@@ -494,6 +505,115 @@ class KeyValueInstance:
     ) -> list[KeyValueEntry]:
         pairs = await kv_resolvers.entries(self.handle, keys)
         return [KeyValueEntry(key=k, value=None if v is None else Base64(v)) for k, v in pairs]
+
+
+# ----- annotations -------------------------------------------------------------------------
+
+
+@strawberry.type(description="A relationship of an annotation element to another point.")
+class Relationship:
+    rel: str = strawberry.field(description="PreSynTo, PostSynTo, ConvergentTo, GroupedWith "
+                                            "or UnknownRelationship.")
+    to: list[int] = strawberry.field(description="The point [x, y, z] it points to.")
+
+
+@strawberry.type(description="An annotation element, as DVID's element JSON: a synapse part "
+                             "(PreSyn, PostSyn), a gap junction, a note...")
+class AnnotationElement:
+    pos: list[int] = strawberry.field(description="Its voxel [x, y, z], which identifies it.")
+    kind: str = strawberry.field(description="PreSyn, PostSyn, Gap, Note or Unknown.")
+    tags: list[str] = strawberry.field(description="Its tags (indexed).")
+    prop: JSON = strawberry.field(description="Its properties, an object of strings.")
+    rels: list[Relationship] = strawberry.field(description="Its relationships to other "
+                                                            "points ([] where not asked for).")
+
+    @classmethod
+    def of(cls, element: dict[str, Any]) -> AnnotationElement:
+        return cls(pos=element["Pos"], kind=element["Kind"], tags=element["Tags"],
+                   prop=element["Prop"],
+                   rels=[Relationship(rel=r["Rel"], to=r["To"]) for r in element.get("Rels", [])])
+
+
+def _elements(found: list[dict[str, Any]]) -> list[AnnotationElement]:
+    return [AnnotationElement.of(e) for e in found]
+
+
+@strawberry.type(description="An annotation instance (synapses, bookmarks) as one version "
+                             "sees it: elements by box, tag or region.")
+class Annotations:
+    handle: strawberry.Private[DataHandle]
+
+    @strawberry.field(description="Instance name.")
+    def name(self) -> str:
+        return self.handle.instance.name
+
+    @strawberry.field(description="UUID of the version read.")
+    def version(self) -> str:
+        return self.handle.node.uuid
+
+    @strawberry.field(description="Edge of the blocks elements are kept in, [x, y, z] voxels.")
+    def block_size(self) -> list[int]:
+        return list(self.handle.instance.settings["BlockSize"])
+
+    @strawberry.field(description="The elements (with relationships) whose position lies in "
+                                  "a box.")
+    async def elements(
+        self,
+        offset: Annotated[list[int], arg("The box's first voxel [x, y, z].")],
+        size: Annotated[list[int], arg("The box's size [x, y, z] in voxels.")],
+    ) -> list[AnnotationElement]:
+        return _elements(await annotation_resolvers.elements_in(self.handle, offset, size))
+
+    @strawberry.field(description="The elements having a tag.")
+    async def tagged(
+        self,
+        tag: Annotated[str, arg("The tag.")],
+        relationships: Annotated[bool, arg("Include the elements' relationships.")] = False,
+    ) -> list[AnnotationElement]:
+        return _elements(await annotation_resolvers.tagged(self.handle, tag, relationships))
+
+    @strawberry.field(description="The elements (with relationships) inside a roi instance.")
+    async def in_roi(
+        self,
+        info: Info[Context, None],
+        roi: Annotated[str, arg("Name of a roi instance of the repo.")],
+        roi_version: Annotated[str | None, arg(
+            "Version of the region (UUID or prefix); the annotations' own if "
+            "omitted.")] = None,
+    ) -> list[AnnotationElement]:
+        return _elements(await annotation_resolvers.in_roi(info.context, self.handle, roi,
+                                                           roi_version))
+
+
+@strawberry.input(description="A relationship to post with an element.")
+class RelationshipInput:
+    rel: str = strawberry.field(description="PreSynTo, PostSynTo, ConvergentTo, GroupedWith "
+                                            "or UnknownRelationship.")
+    to: list[int] = strawberry.field(description="The point [x, y, z] it points to.")
+
+
+@strawberry.input(description="An element to post: an element at the same position is "
+                              "replaced.")
+class ElementInput:
+    pos: list[int] = strawberry.field(description="Its voxel [x, y, z].")
+    kind: str = strawberry.field(description="PreSyn, PostSyn, Gap, Note or Unknown.")
+    tags: list[str] | None = strawberry.field(default=None, description="Its tags.")
+    prop: JSON | None = strawberry.field(default=None, description="Its properties, an "
+                                                                   "object of strings.")
+    rels: list[RelationshipInput] | None = strawberry.field(
+        default=None, description="Its relationships to other points.")
+
+    def as_json(self) -> dict[str, Any]:
+        """The element as REST's element JSON, for the one validation both faces share."""
+        return {"Pos": self.pos, "Kind": self.kind, "Tags": self.tags or [],
+                "Prop": self.prop or {},
+                "Rels": [{"Rel": r.rel, "To": r.to} for r in self.rels or []]}
+
+
+@strawberry.type(description="The outcome of an annotation edit.")
+class AnnotationMutationResult:
+    mutation_id: UInt64 = strawberry.field(description="Id of the mutation in the repo's log.")
+    instance: str = strawberry.field(description="Instance edited.")
 
 
 @strawberry.type(description="The outcome of a key write or delete.")
