@@ -127,7 +127,7 @@ def _rels(value: Any, index: int | None) -> list[dict[str, Any]]:
     shape = '{"Rel": ..., "To": [x, y, z]}'
     if type(value) is not list:
         raise BadRequest(f"{_where(index)}: Rels must be a list of {shape}")
-    exact = True  # no other fields: the posted list is already canonical
+    exact = True  # Rel then To and nothing else: the posted list is already canonical
     for k, rel in enumerate(value):
         if type(rel) is not dict or not _REL_FIELDS <= rel.keys():
             raise BadRequest(f"{_where(index)}: relationship {k} must be {shape}")
@@ -137,7 +137,7 @@ def _rels(value: Any, index: int | None) -> list[dict[str, Any]]:
                              f"{orjson.dumps(kind).decode()}; use one of {', '.join(RELATIONS)}")
         if not _is_point(to):
             raise _bad_point(to, f"{_where(index)}: relationship {k}'s To")
-        exact = exact and len(rel) == 2
+        exact = exact and len(rel) == 2 and next(iter(rel)) == "Rel"
     return value if exact else [{"Rel": r["Rel"], "To": r["To"]} for r in value]
 
 

@@ -87,6 +87,15 @@ def test_refusals(body: bytes) -> None:
         parse_elements(body)
 
 
+def test_relationships_come_out_in_canonical_order() -> None:
+    (element,) = parse_elements(b'[{"Kind": "PreSyn", "Rels": [{"To": [1, 2, 3], '
+                                b'"Rel": "PreSynTo", "Note": "x"}, {"To": [4, 5, 6], '
+                                b'"Rel": "GroupedWith"}], "Pos": [0, 0, 0]}]')
+    assert encode_elements([element]) == (
+        b'[{"Pos":[0,0,0],"Kind":"PreSyn","Tags":[],"Prop":{},"Rels":[{"Rel":"PreSynTo",'
+        b'"To":[1,2,3]},{"Rel":"GroupedWith","To":[4,5,6]}]}]')
+
+
 def test_messages_name_the_element() -> None:
     with pytest.raises(BadRequest, match="element 1 has Kind \"Bad\"; use one of PostSyn"):
         parse_elements(b'[{"Pos": [0, 0, 0], "Kind": "Note"}, {"Pos": [0, 0, 0], '

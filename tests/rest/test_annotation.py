@@ -4,11 +4,18 @@ model: a dict from position to element."""
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from dvidql.config import Settings
+from dvidql.datatypes.annotation import ops
+from dvidql.datatypes.labelmap.model import ModInfo
+from dvidql.service import Service
+from dvidql.storage.memory import MemoryBlobStore, memory_meta_store
 from tests.rest.conftest import child
 
 BLOCK = 8  # small blocks, so random points spread over many and moves cross them
@@ -289,3 +296,54 @@ def test_mutation_ids_and_info(client: httpx.Client, root: str) -> None:
     assert info["Base"]["TypeName"] == "annotation"
     assert info["Extended"]["BlockSize"] == [BLOCK] * 3
     assert "element-move" in client.get(url(root, "help")).text
+
+
+def test_concurrent_posts_lose_nothing(server: Any) -> None:
+    """Posts into the same blocks at once: each is planned outside the transaction and
+    planned again inside it when another changed its blocks meanwhile."""
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        uuid = new_annotation(http)
+        ok(http.post(url(uuid, "elements"), json=[{"Pos": [0, 0, 0], "Kind": "PreSyn"}]))
+
+    def work(worker: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            for step in range(5):
+                ok(http.post(url(uuid, "elements"), json=[
+                    {"Pos": [i % 16, worker + 1, step], "Kind": "PostSyn", "Tags": ["c"],
+                     "Rels": [{"Rel": "PostSynTo", "To": [0, 0, 0]}]} for i in range(20)]))
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(work, range(6)))
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        stats = http.get(url(uuid, "scan")).json()
+        assert stats["Elements"] == 1 + 6 * 5 * 16
+        assert len(http.get(url(uuid, "tag/c")).json()) == 6 * 5 * 16
+        ok(http.delete(url(uuid, "element/0_0_0")))  # every partner block is found
+        assert http.get(url(uuid, "scan")).json()["Relationships"] == 0
+
+
+async def test_log_records_carry_dvids_fields(tmp_path: Path) -> None:
+    service = Service(Settings(data=tmp_path), memory_meta_store(), MemoryBlobStore())
+    repo = await service.repos.create_repo(alias="log")
+    repo, node = service.repos.resolve(repo.root)
+    await service.create_instance(service.caller(None), repo, node,
+                                  {"typename": "annotation", "dataname": "syn"})
+    repo, node = service.repos.resolve(repo.root)
+    h = service.handle_at(repo, node, service.repos.instance(repo, "syn"),
+                          service.caller(None), write=True)
+    who = ModInfo("ann", "tracer")
+    await ops.post_elements(h, [{"Pos": [1, 2, 3], "Kind": "Note", "Tags": [], "Prop": {},
+                                 "Rels": []}], who)
+    await ops.move_element(h, (1, 2, 3), (4, 5, 6), who)
+    await ops.delete_element(h, (4, 5, 6), who)
+    records = [r for r in await service.repos.mutations(repo) if r.get("DataName") == "syn"]
+    assert [{k: r.get(k) for k in ("Action", "Point", "From", "To", "User", "App", "UUID")}
+            for r in records] == [
+        {"Action": "element-post", "Point": None, "From": None, "To": None, "User": "ann",
+         "App": "tracer", "UUID": node.uuid},
+        {"Action": "element-move", "Point": None, "From": [1, 2, 3], "To": [4, 5, 6],
+         "User": "ann", "App": "tracer", "UUID": node.uuid},
+        {"Action": "element-delete", "Point": [4, 5, 6], "From": None, "To": None,
+         "User": "ann", "App": "tracer", "UUID": node.uuid}]
+    assert records[0]["Elements"] == 1 and records[0]["Blocks"] == 1
+    await service.close()
