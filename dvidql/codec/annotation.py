@@ -58,6 +58,7 @@ _FIELDS = ("Pos", "Kind", "Tags", "Prop", "Rels")
 _FIELD_SET = frozenset(_FIELDS)
 _FIELD_CASES = {f.lower(): f for f in _FIELDS}
 _REL_FIELDS = frozenset({"Rel", "To"})
+_REL_CASES = {"rel": "Rel", "to": "To"}
 
 
 def _where(index: int | None) -> str:
@@ -128,7 +129,10 @@ def _rels(value: Any, index: int | None) -> list[dict[str, Any]]:
     if type(value) is not list:
         raise BadRequest(f"{_where(index)}: Rels must be a list of {shape}")
     exact = True  # Rel then To and nothing else: the posted list is already canonical
-    for k, rel in enumerate(value):
+    for k, posted in enumerate(value):
+        rel = posted
+        if type(rel) is dict and not _REL_FIELDS <= rel.keys():
+            rel = _case_folded(rel, _REL_CASES)
         if type(rel) is not dict or not _REL_FIELDS <= rel.keys():
             raise BadRequest(f"{_where(index)}: relationship {k} must be {shape}")
         kind, to = rel["Rel"], rel["To"]
@@ -137,14 +141,30 @@ def _rels(value: Any, index: int | None) -> list[dict[str, Any]]:
                              f"{orjson.dumps(kind).decode()}; use one of {', '.join(RELATIONS)}")
         if not _is_point(to):
             raise _bad_point(to, f"{_where(index)}: relationship {k}'s To")
-        exact = exact and len(rel) == 2 and next(iter(rel)) == "Rel"
-    return value if exact else [{"Rel": r["Rel"], "To": r["To"]} for r in value]
+        exact = exact and rel is posted and len(rel) == 2 and next(iter(rel)) == "Rel"
+    if exact:
+        return value
+    folded = [r if _REL_FIELDS <= r.keys() else _case_folded(r, _REL_CASES) for r in value]
+    return [{"Rel": r["Rel"], "To": r["To"]} for r in folded]
+
+
+def _case_folded(raw: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """``raw`` with its keys spelled as ``names`` (lower case → canonical) spells them, in
+    any case, as DVID's JSON decoding takes them (a later key wins); others are dropped."""
+    out = {}
+    for key, value in raw.items():
+        known = names.get(key.lower())
+        if known is not None:
+            out[known] = value
+    return out
 
 
 def parse_element(raw: Any, index: int | None = None) -> Element:
     """One element in canonical form, or a 400 naming the element and what is wrong."""
     if type(raw) is not dict:
         raise BadRequest(f"{_where(index)} must be a JSON object with Pos and Kind")
+    if not raw.keys() <= _FIELD_SET:  # a field spelled in another case, or an unknown one
+        raw = _case_folded(raw, _FIELD_CASES)
     if "Pos" not in raw or "Kind" not in raw:
         missing = [f for f in ("Pos", "Kind") if f not in raw]
         raise BadRequest(f"{_where(index)} lacks {' and '.join(missing)}")
@@ -154,11 +174,6 @@ def parse_element(raw: Any, index: int | None = None) -> Element:
                          f"{', '.join(KINDS)}")
     if not _is_point(pos):
         raise _bad_point(pos, f"{_where(index)}'s Pos")
-    if not raw.keys() <= _FIELD_SET:  # a field spelled in another case, or an unknown one
-        for key in raw:
-            known = _FIELD_CASES.get(key.lower())
-            if known is not None and known != key:
-                raise BadRequest(f"{_where(index)}: field {key!r} must be spelled {known!r}")
     return {"Pos": pos, "Kind": kind, "Tags": _tags(raw.get("Tags"), index),
             "Prop": _prop(raw.get("Prop"), index), "Rels": _rels(raw.get("Rels"), index)}
 

@@ -80,7 +80,7 @@ def test_group_by_block(raw: list[dict[str, Any]], block: tuple[int, int, int]) 
     b'[{"Pos": [0, 0, 0], "Kind": "Note", "Prop": ["a"]}]',
     b'[{"Pos": [0, 0, 0], "Kind": "Note", "Rels": {}}]',
     b'[{"Pos": [0, 0, 0], "Kind": "Note", "Rels": [{"Rel": "PreSynTo", "To": [0, 0]}]}]',
-    b'[{"Pos": [0, 0, 0], "Kind": "Note", "POS": [1, 1, 1]}]',
+    b'[{"Pos": [0, 0, 0], "Kind": "Note", "POS": [1, 1, 1e9]}]',
 ])
 def test_refusals(body: bytes) -> None:
     with pytest.raises(BadRequest):
@@ -93,6 +93,16 @@ def test_relationships_come_out_in_canonical_order() -> None:
                                 b'"Rel": "GroupedWith"}], "Pos": [0, 0, 0]}]')
     assert encode_elements([element]) == (
         b'[{"Pos":[0,0,0],"Kind":"PreSyn","Tags":[],"Prop":{},"Rels":[{"Rel":"PreSynTo",'
+        b'"To":[1,2,3]},{"Rel":"GroupedWith","To":[4,5,6]}]}]')
+
+
+def test_field_names_in_any_case_as_dvid_takes_them() -> None:
+    """DVID's JSON decoding matches field names without regard to case; a later key wins."""
+    (element,) = parse_elements(b'[{"pos": [0, 0, 0], "KIND": "PreSyn", "tags": ["a"], '
+                                b'"Tags": ["b"], "rels": [{"rel": "PreSynTo", "TO": [1, 2, 3]},'
+                                b' {"Rel": "GroupedWith", "To": [4, 5, 6]}], "extra": 1}]')
+    assert encode_elements([element]) == (
+        b'[{"Pos":[0,0,0],"Kind":"PreSyn","Tags":["b"],"Prop":{},"Rels":[{"Rel":"PreSynTo",'
         b'"To":[1,2,3]},{"Rel":"GroupedWith","To":[4,5,6]}]}]')
 
 

@@ -258,7 +258,6 @@ BAD_POSTS = [
     (b'[{"Pos": [1, 2, 3], "Kind": "Note", "Rels": [{"Rel": "Near", "To": [1, 1, 1]}]}]',
      "Rel"),
     (b'[{"Pos": [1, 2, 3], "Kind": "Note", "Rels": [{"Rel": "PreSynTo"}]}]', "To"),
-    (b'[{"Pos": [1, 2, 3], "Kind": "Note", "tags": ["x"]}]', "spelled"),
 ]
 
 
