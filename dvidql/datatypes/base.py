@@ -92,6 +92,13 @@ class DataHandle:
     def instance_id(self) -> int:
         return self.instance.instance_id
 
+    def sibling(self, name: str) -> DataHandle:
+        """Another instance of the repo as this request sees it (same version, same rights),
+        for datatypes that read each other, as annotations read their segmentation."""
+        instance = self.repos.instance(self.repo, name)
+        version, lineage = self.repos.data_version(self.repo, self.node, instance)
+        return replace(self, instance=instance, version=version, lineage=lineage, scale=0)
+
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[Txn]:
         """A transaction for a mutation, refused on committed versions (unversioned

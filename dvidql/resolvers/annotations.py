@@ -18,7 +18,8 @@ from dvidql.resolvers.grayscale import open_instance
 if TYPE_CHECKING:
     from dvidql.schema.context import Context
 
-__all__ = ["delete", "elements_in", "in_roi", "move", "open_annotations", "post", "tagged"]
+__all__ = ["delete", "elements_in", "in_body", "in_roi", "move", "open_annotations", "post",
+           "tagged"]
 
 
 def open_annotations(ctx: Context, ref: str, name: str, *, write: bool = False) -> DataHandle:
@@ -45,6 +46,10 @@ async def elements_in(handle: DataHandle, offset: Sequence[int], size: Sequence[
 
 async def tagged(handle: DataHandle, tag: str, relationships: bool) -> list[Element]:
     return decode_elements(await ops.tagged(handle, tag, relationships=relationships))
+
+
+async def in_body(handle: DataHandle, body: int, relationships: bool) -> list[Element]:
+    return decode_elements(await ops.in_body(handle, body, relationships=relationships))
 
 
 async def in_roi(ctx: Context, handle: DataHandle, roi: str, ref: str | None) -> list[Element]:

@@ -11,7 +11,15 @@ from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.labelmap.model import ModInfo
 from dvidql.datatypes.voxels import Box, Point, parse_point
 from dvidql.errors import BadRequest
-from dvidql.rest.common import TypeRoute, json_response, read_body
+from dvidql.rest.common import (
+    TypeRoute,
+    caller,
+    json_body,
+    json_response,
+    read_body,
+    service,
+    text_field,
+)
 from dvidql.rest.roi import roi_handle
 
 __all__ = ["routes"]
@@ -68,11 +76,45 @@ async def all_elements(request: Request, h: DataHandle) -> Response:
     return Response(await ops.all_blocks(h), media_type=_JSON)
 
 
-async def tag(request: Request, h: DataHandle, tag: str) -> Response:
+def _relationships(request: Request) -> bool:
     flag = request.query_params.get("relationships", "false").lower()
     if flag not in ("true", "false", "1", "0"):
         raise BadRequest(f"relationships must be true or false, not {flag!r}")
-    body = await ops.tagged(h, tag, relationships=flag in ("true", "1"))
+    return flag in ("true", "1")
+
+
+async def tag(request: Request, h: DataHandle, tag: str) -> Response:
+    body = await ops.tagged(h, tag, relationships=_relationships(request))
+    return Response(body, media_type=_JSON)
+
+
+async def sync(request: Request, h: DataHandle) -> Response:
+    """DVID's ``{"sync": "name[,name]"}``, added to the current one unless ``replace=true``
+    (``""`` with replace=true ends the sync); one labelmap at the most."""
+    request_body = await json_body(request, required=True)
+    if "sync" not in request_body:
+        raise BadRequest('sync takes {"sync": "<labelmap instance>"}')
+    names = text_field(request_body, "sync")
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    current = h.instance.settings.get("Sync", "")
+    if request.query_params.get("replace") != "true" and current:
+        wanted.insert(0, current)
+    chosen = list(dict.fromkeys(wanted))
+    if len(chosen) > 1:
+        raise BadRequest(f"an annotation instance follows one segmentation, not "
+                         f"{', '.join(chosen)} (use replace=true to change it)")
+    svc = service(request)
+    for name in chosen:
+        ops.check_sync(h, svc.repos.instance(h.repo, name))
+    await svc.set_instance_settings(caller(request), h.repo, h.instance.name,
+                                    {"Sync": chosen[0] if chosen else ""})
+    return Response()
+
+
+async def body_elements(request: Request, h: DataHandle, label: str) -> Response:
+    if not label.isdigit() or int(label) >= 2**64:
+        raise BadRequest(f"label must be an integer from 0 to 2^64-1, not {label!r}")
+    body = await ops.in_body(h, int(label), relationships=_relationships(request))
     return Response(body, media_type=_JSON)
 
 
@@ -104,6 +146,10 @@ routes = [
               'every block of the instance ({"x,y,z": [...]})'),
     TypeRoute("/tag/{tag:path}", frozenset({"GET"}), tag,
               "elements with the tag (?relationships=true adds their relationships)"),
+    TypeRoute("/label/{label}", frozenset({"GET"}), body_elements,
+              "elements in a body of the synced segmentation (?relationships=true)"),
+    TypeRoute("/sync", frozenset({"POST"}), sync,
+              'follow a labelmap instance: {"sync": "<name>"} (?replace=true)'),
     TypeRoute("/roi/{roi}", frozenset({"GET"}), in_roi,
               "elements (with relationships) inside a roi instance: roi/<name>[,<uuid>]"),
     TypeRoute("/scan", frozenset({"GET"}), scan,

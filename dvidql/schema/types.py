@@ -572,6 +572,16 @@ class Annotations:
     ) -> list[AnnotationElement]:
         return _elements(await annotation_resolvers.tagged(self.handle, tag, relationships))
 
+    @strawberry.field(description="The elements lying in a body of the segmentation the "
+                                  "instance follows (REST POST sync), exact after every edit.")
+    async def body(
+        self,
+        id_: Annotated[UInt64, arg("The body.", name="id")],
+        relationships: Annotated[bool, arg("Include the elements' relationships.")] = False,
+    ) -> list[AnnotationElement]:
+        return _elements(await annotation_resolvers.in_body(self.handle, int(id_),
+                                                            relationships))
+
     @strawberry.field(description="The elements (with relationships) inside a roi instance.")
     async def in_roi(
         self,

@@ -112,3 +112,41 @@ async def test_bad_input_changes_nothing(api: Gql, server: LiveServer) -> None:
     await api.error("BAD_REQUEST", READ.replace('"syn"', '"kv"'), v=root, **EVERYWHERE)
     await api.error("BAD_REQUEST", READ.replace('"region"', '"syn"'), v=root, **EVERYWHERE)
     assert _rest(server, f"/api/node/{root}/syn/all-elements") == before
+
+
+BODY = """
+query($v: String!, $b: UInt64!) { version(ref: $v) { annotations(instance: "syn") {
+  body(id: $b) { pos rels { to } } withRels: body(id: $b, relationships: true) { rels { to } }
+} } }
+"""
+MERGE = """
+mutation($v: String!) { mergeBodies(version: $v, instance: "seg", target: "1", merged: ["2"]) {
+  mutationId } }
+"""
+
+
+def _synced_segmentation(server: LiveServer, root: str) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.post(f"/api/repo/{root}/instance", json={
+            "typename": "labelmap", "dataname": "seg"}).status_code == 200
+        halves = b"".join(  # supervoxel 1 at x < 32, 2 beyond, in one 64^3 block
+            (b"\x01" + b"\x00" * 7) * 32 + (b"\x02" + b"\x00" * 7) * 32 for _ in range(64 * 64))
+        assert http.post(f"/api/node/{root}/seg/raw/0_1_2/64_64_64/0_0_0",
+                         content=halves).status_code == 200
+        assert http.post(f"/api/node/{root}/syn/sync",
+                         json={"sync": "seg"}).status_code == 200
+
+
+async def test_body_follows_a_merge(api: Gql, server: LiveServer) -> None:
+    root = _setup(server)
+    _synced_segmentation(server, root)
+    await api.run(POST, v=root, e=[
+        {"pos": [1, 1, 1], "kind": "PreSyn", "rels": [{"rel": "PreSynTo", "to": [40, 1, 1]}]},
+        {"pos": [40, 1, 1], "kind": "PostSyn"}])
+    one = (await api.run(BODY, v=root, b="1"))["version"]["annotations"]
+    assert one["body"] == [{"pos": [1, 1, 1], "rels": []}]
+    assert one["withRels"] == [{"rels": [{"to": [40, 1, 1]}]}]
+    await api.run(MERGE, v=root)
+    merged = (await api.run(BODY, v=root, b="1"))["version"]["annotations"]["body"]
+    assert sorted(e["pos"] for e in merged) == [[1, 1, 1], [40, 1, 1]]
+    assert (await api.run(BODY, v=root, b="2"))["version"]["annotations"]["body"] == []

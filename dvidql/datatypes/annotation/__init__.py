@@ -29,10 +29,11 @@ class AnnotationType(Datatype):
         if unknown:
             raise BadRequest(f"unknown setting(s) for annotation: "
                              f"{', '.join(sorted(unknown))}; use BlockSize")
-        return {"BlockSize": parse_block_size(settings.get("blocksize", "64"))}
+        return {"BlockSize": parse_block_size(settings.get("blocksize", "64")), "Sync": ""}
 
     def extended(self, instance: Instance, state: Any = None) -> dict[str, Any]:
-        return {"BlockSize": instance.settings["BlockSize"]}
+        return {"BlockSize": instance.settings["BlockSize"],
+                "Sync": instance.settings.get("Sync", "")}
 
     def describe_key(self, tkey: bytes) -> str:
         return keys.describe(tkey)

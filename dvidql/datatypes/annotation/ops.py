@@ -41,15 +41,18 @@ from dvidql.datatypes.annotation.keys import (
     tag_tkey,
 )
 from dvidql.datatypes.base import DataHandle
+from dvidql.datatypes.labelmap.bodies import indices_of
 from dvidql.datatypes.labelmap.model import ModInfo, Reads
+from dvidql.datatypes.labelmap.ops import labels_at
 from dvidql.datatypes.roi import ops as roi_ops
 from dvidql.datatypes.voxels import Box, Point, span_coords
 from dvidql.errors import BadRequest, NotFound
 from dvidql.storage.base import Txn
 from dvidql.versions.dag import Instance
 
-__all__ = ["all_blocks", "block_size", "blocks_in", "delete_element", "elements_in",
-           "elements_in_roi", "move_element", "post_blocks", "post_elements", "scan", "tagged"]
+__all__ = ["all_blocks", "block_size", "blocks_in", "check_sync", "delete_element",
+           "elements_in", "elements_in_roi", "in_body", "move_element", "post_blocks",
+           "post_elements", "scan", "tagged"]
 
 _DIRECT_BLOCKS = 4096  # boxes spanning more blocks are read by a range scan
 _IZYX_MAX = b"\xff" * 12
@@ -406,6 +409,44 @@ async def elements_in_roi(h: DataHandle, region: DataHandle) -> bytes:
     inside = await roi_ops.contains(region, np.array([e["Pos"] for e in elements], np.int64))
     return encode_elements([e for e, keep in zip(elements, inside.tolist(), strict=True)
                             if keep])
+
+
+def check_sync(h: DataHandle, segmentation: Instance) -> None:
+    """Refuses a segmentation the instance cannot follow: it must be a labelmap with the
+    instance's block size, so that its bodies' blocks are the instance's blocks."""
+    if segmentation.type_name != "labelmap":
+        raise BadRequest(f"annotations sync with a labelmap instance; {segmentation.name!r} is "
+                         f"a {segmentation.type_name}")
+    ours, theirs = block_size(h.instance), tuple(segmentation.settings["BlockSize"])
+    if ours != theirs:
+        raise BadRequest(f"{segmentation.name!r} has {theirs} blocks but {h.instance.name!r} "
+                         f"keeps elements in {ours} blocks; sync needs the same block size "
+                         "(create the annotation instance with its BlockSize)")
+
+
+async def in_body(h: DataHandle, body: int, *, relationships: bool = False) -> bytes:
+    """The elements lying in a body of the synced segmentation, a JSON array (without
+    relationships unless asked). Found from the segmentation's exact label index, at the
+    same version: the elements of the body's blocks whose supervoxel is one of the body's,
+    so the answer reflects every merge, cleave, split or write the moment it is made."""
+    name = h.instance.settings.get("Sync", "")
+    if not name:
+        raise BadRequest(f"{h.instance.name!r} follows no segmentation: POST sync "
+                         '{"sync": "<labelmap instance>"} first')
+    segmentation = h.sibling(name)
+    (index,) = await indices_of(segmentation, [body])
+    if index is None or not body:
+        return b"[]"
+    coords = [tuple(c) for c in index.block_coords().tolist()]
+    values = await h.kv.get_many(h.instance_id, [block_tkey(c) for c in coords], h.lineage)
+    elements = [e for value in values if value is not None for e in decode_elements(value)]
+    if not elements:
+        return b"[]"
+    points = np.array([e["Pos"] for e in elements], np.int64)
+    inside = np.isin(await labels_at(segmentation, points, supervoxels=True),
+                     index.supervoxels())
+    chosen = [e for e, keep in zip(elements, inside.tolist(), strict=True) if keep]
+    return encode_elements(chosen if relationships else [without_rels(e) for e in chosen])
 
 
 async def tagged(h: DataHandle, tag: str, *, relationships: bool = False) -> bytes:

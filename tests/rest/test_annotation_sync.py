@@ -1,0 +1,150 @@
+"""An annotation instance synced with a labelmap: each body's elements are right on the very
+next request after every kind of segmentation edit, checked against a model of the volume."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+from dvidql.codec.sparsevol import encode_rles, mask_runs
+from tests.rest.conftest import child
+
+SHAPE = (64, 64, 128)  # z, y, x: two 64^3 blocks along x
+BLOCK = 64
+
+
+def url(uuid: str, name: str, path: str) -> str:
+    return f"/api/node/{uuid}/{name}/{path}"
+
+
+def ok(response: httpx.Response) -> httpx.Response:
+    assert response.status_code == 200, response.text
+    return response
+
+
+class Model:
+    """Supervoxels per voxel, the supervoxel → body mapping, and the elements' positions."""
+
+    def __init__(self, svs: np.ndarray, points: list[list[int]]) -> None:
+        self.svs = svs
+        self.mapping: dict[int, int] = {}
+        self.points = points
+
+    def body_of(self, p: list[int]) -> int:
+        sv = int(self.svs[p[2], p[1], p[0]])
+        return self.mapping.get(sv, sv)
+
+    def bodies(self) -> dict[int, list[list[int]]]:
+        found: dict[int, list[list[int]]] = {}
+        for p in self.points:
+            found.setdefault(self.body_of(p), []).append(p)
+        return found
+
+
+def check(client: httpx.Client, uuid: str, model: Model) -> None:
+    expected = model.bodies()
+    assert len(expected) > 2
+    for body, points in expected.items():
+        got = ok(client.get(url(uuid, "syn", f"label/{body}"))).json()
+        assert sorted(e["Pos"] for e in got) == sorted(points), body
+        assert all("Rels" not in e or e["Rels"] == [] for e in got)
+    assert ok(client.get(url(uuid, "syn", "label/987654321"))).json() == []
+
+
+@pytest.fixture
+def synced(client: httpx.Client, root: str) -> tuple[str, Model]:
+    svs = (1 + np.arange(SHAPE[2]) // 32)[None, None, :] + 4 * (np.arange(SHAPE[1]) // 32
+                                                                )[None, :, None]
+    svs = np.broadcast_to(svs, SHAPE).astype(np.uint64)
+    for body in ({"typename": "labelmap", "dataname": "seg"},
+                 {"typename": "annotation", "dataname": "syn"}):
+        ok(client.post(f"/api/repo/{root}/instance", json=body))
+    ok(client.post(url(root, "seg", "raw/0_1_2/128_64_64/0_0_0"),
+                   content=svs.astype("<u8").tobytes()))
+    rng = np.random.default_rng(4)
+    points = sorted({(int(x), int(y), int(z)) for x, y, z in zip(
+        rng.integers(0, SHAPE[2], 150), rng.integers(0, SHAPE[1], 150),
+        rng.integers(0, SHAPE[0], 150), strict=True)})
+    elements = [{"Pos": list(p), "Kind": "PostSyn" if i % 3 else "PreSyn",
+                 "Rels": [{"Rel": "PreSynTo", "To": list(points[i - 1])}] if i else []}
+                for i, p in enumerate(points)]
+    ok(client.post(url(root, "syn", "elements"), json=elements))
+    ok(client.post(url(root, "syn", "sync"), json={"sync": "seg"}))
+    assert ok(client.get(url(root, "syn", "info"))).json()["Extended"]["Sync"] == "seg"
+    return root, Model(svs.copy(), [list(p) for p in points])
+
+
+def test_bodies_follow_every_edit(client: httpx.Client, synced: tuple[str, Model]) -> None:
+    root, model = synced
+    check(client, root, model)
+    with_rels = ok(client.get(url(root, "syn", "label/1?relationships=true"))).json()
+    assert any(e["Rels"] for e in with_rels)
+
+    ok(client.post(url(root, "seg", "merge"), json=[1, 2, 6]))
+    model.mapping.update({2: 1, 6: 1})
+    check(client, root, model)
+
+    cleaved = ok(client.post(url(root, "seg", "cleave/1"), json=[6])).json()["CleavedLabel"]
+    model.mapping[6] = cleaved
+    check(client, root, model)
+
+    region = np.zeros(SHAPE, bool)  # part of supervoxel 3 (x 64..95, y 0..31)
+    region[:, :20, 64:80] = True
+    new = ok(client.post(url(root, "seg", "split/3"),
+                         content=encode_rles(mask_runs(region)))).json()["label"]
+    fresh = int(model.svs.max()) + 1000  # a supervoxel id the model alone uses
+    model.svs[region] = fresh
+    model.mapping[fresh] = new
+    check(client, root, model)
+
+    ok(client.post(url(root, "seg", "renumber"), json=[500, 4]))
+    model.mapping[4] = 500
+    check(client, root, model)
+
+    block = np.full((BLOCK, BLOCK, BLOCK), 77, np.uint64)  # overwrite the first block
+    ok(client.post(url(root, "seg", "raw/0_1_2/64_64_64/0_0_0"), content=block.tobytes()))
+    model.svs[:, :, :BLOCK] = 77
+    check(client, root, model)
+
+    ok(client.post(url(root, "syn", "move/" + "_".join(map(str, model.points[0])) + "/120_60_60")))
+    model.points[0] = [120, 60, 60]
+    check(client, root, model)
+
+
+def test_a_child_versions_edits_stay_in_it(client: httpx.Client,
+                                           synced: tuple[str, Model]) -> None:
+    root, model = synced
+    version = child(client, root)
+    ok(client.post(url(version, "seg", "merge"), json=[1, 2]))
+    before = model.bodies()
+    model.mapping[2] = 1
+    check(client, version, model)
+    model.mapping.clear()
+    check(client, root, model)
+    assert model.bodies() == before
+
+
+def test_sync_refusals(client: httpx.Client, root: str) -> None:
+    for body in ({"typename": "labelmap", "dataname": "seg"},
+                 {"typename": "labelmap", "dataname": "small", "BlockSize": "32,32,32"},
+                 {"typename": "labelmap", "dataname": "other"},
+                 {"typename": "annotation", "dataname": "syn"}):  # the root has kv
+        ok(client.post(f"/api/repo/{root}/instance", json=body))
+    unsynced = client.get(url(root, "syn", "label/1"))
+    assert unsynced.status_code == 400 and "POST sync" in unsynced.json()["error"]
+    for payload, status, words in (({"sync": "kv"}, 400, "labelmap"),
+                                   ({"sync": "small"}, 400, "block size"),
+                                   ({"sync": "seg,other"}, 400, "one segmentation"),
+                                   ({"sync": "nosuch"}, 404, "nosuch"),
+                                   ({"other": "seg"}, 400, "sync"),
+                                   ({}, 400, "sync")):
+        response = client.post(url(root, "syn", "sync"), json=payload)
+        assert response.status_code == status and words in response.json()["error"], payload
+    assert ok(client.get(url(root, "syn", "info"))).json()["Extended"]["Sync"] == ""
+    ok(client.post(url(root, "syn", "sync"), json={"sync": "seg"}))
+    refused = client.post(url(root, "syn", "sync"), json={"sync": "other"})
+    assert refused.status_code == 400 and "replace=true" in refused.json()["error"]
+    ok(client.post(url(root, "syn", "sync"), params={"replace": "true"}, json={"sync": "other"}))
+    assert ok(client.get(url(root, "syn", "info"))).json()["Extended"]["Sync"] == "other"
+    assert client.get(url(root, "syn", "label/x")).status_code == 400
