@@ -15,11 +15,11 @@ import orjson
 from dvidql.codec.annotation import Element, parse_element
 from dvidql.config import Settings
 from dvidql.datatypes.annotation import ops as annotation_ops
+from dvidql.datatypes.base import ModInfo
 from dvidql.datatypes.imageblk import ops as gray_ops
 from dvidql.datatypes.keyvalue import ops as kv_ops
 from dvidql.datatypes.labelmap import edits
 from dvidql.datatypes.labelmap import ops as label_ops
-from dvidql.datatypes.labelmap.model import ModInfo
 from dvidql.datatypes.voxels import Box
 from dvidql.service import Caller, Service
 from dvidql.synthetic import em_volume, split_cells

@@ -8,9 +8,9 @@ resolved at one version, so REST handlers and GraphQL resolvers share one implem
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dvidql.errors import BadRequest
@@ -20,7 +20,7 @@ from dvidql.storage.versioned import Lineage, VersionedKV
 from dvidql.versions.dag import Instance, Node, Repo
 from dvidql.versions.repos import RepoManager
 
-__all__ = ["DataHandle", "Datatype"]
+__all__ = ["NO_MOD", "DataHandle", "Datatype", "ModInfo", "Reads"]
 
 _COMPRESSION_NAMES = {"none": "No compression", "lz4": "LZ4 compression",
                       "gzip": "gzip compression", "snappy": "Snappy compression"}
@@ -67,6 +67,37 @@ class Datatype(abc.ABC):
     @abc.abstractmethod
     def describe_key(self, tkey: bytes) -> str:
         """A human-readable form of a type-specific key (for conflict reports)."""
+
+
+@dataclass(frozen=True)
+class ModInfo:
+    """Who asked for a mutation (DVID's ``u=`` and ``app=``)."""
+
+    user: str = ""
+    app: str = ""
+
+    def fields(self) -> dict[str, str]:
+        return {k: v for k, v in (("User", self.user), ("App", self.app)) if v}
+
+
+NO_MOD = ModInfo()
+
+
+@dataclass
+class Reads:
+    """Raw store entries a plan was made from, to check inside its transaction."""
+
+    tkeys: list[bytes] = field(default_factory=list)
+    raws: list[bytes | None] = field(default_factory=list)
+
+    def add(self, tkeys: Sequence[bytes], raws: Sequence[bytes | None]) -> None:
+        self.tkeys.extend(tkeys)
+        self.raws.extend(raws)
+
+    async def unchanged(self, h: DataHandle, txn: Txn) -> bool:
+        if not self.tkeys:
+            return True
+        return await h.kv.get_raw_many(h.instance_id, self.tkeys, h.lineage, txn) == self.raws
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from dvidql.codec.annotation import Element, bulk, decode_elements, parse_element
 from dvidql.datatypes.annotation import AnnotationType, ops
-from dvidql.datatypes.base import DataHandle
-from dvidql.datatypes.labelmap.model import ModInfo
+from dvidql.datatypes.base import DataHandle, ModInfo
 from dvidql.datatypes.roi import RoiType
 from dvidql.datatypes.voxels import Box, Point
 from dvidql.errors import BadRequest

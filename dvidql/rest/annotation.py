@@ -7,8 +7,7 @@ from starlette.responses import Response
 
 from dvidql.codec.annotation import parse_blocks, parse_elements
 from dvidql.datatypes.annotation import ops
-from dvidql.datatypes.base import DataHandle
-from dvidql.datatypes.labelmap.model import ModInfo
+from dvidql.datatypes.base import DataHandle, ModInfo
 from dvidql.datatypes.voxels import Box, Point, parse_point
 from dvidql.errors import BadRequest
 from dvidql.rest.common import (

@@ -27,12 +27,12 @@ from dvidql.codec.labeltransfer import (
 )
 from dvidql.codec.serialization import gzip_bytes
 from dvidql.codec.sparsevol import decode_rles, encode_blocks, encode_rles, encode_srles
-from dvidql.datatypes.base import DataHandle
+from dvidql.datatypes.base import DataHandle, ModInfo
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk import ops as volume_ops
 from dvidql.datatypes.labelmap import bodies, edits, history, model, ops
 from dvidql.datatypes.labelmap import split as split_ops
-from dvidql.datatypes.labelmap.model import MAX_LABEL, ModInfo
+from dvidql.datatypes.labelmap.model import MAX_LABEL
 from dvidql.datatypes.voxels import (
     Box,
     Geometry,

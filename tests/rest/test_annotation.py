@@ -13,7 +13,7 @@ import pytest
 
 from dvidql.config import Settings
 from dvidql.datatypes.annotation import ops
-from dvidql.datatypes.labelmap.model import ModInfo
+from dvidql.datatypes.base import ModInfo
 from dvidql.service import Service
 from dvidql.storage.memory import MemoryBlobStore, memory_meta_store
 from tests.rest.conftest import child

@@ -40,9 +40,8 @@ from dvidql.datatypes.annotation.keys import (
     tag_prefix,
     tag_tkey,
 )
-from dvidql.datatypes.base import DataHandle
+from dvidql.datatypes.base import DataHandle, ModInfo, Reads
 from dvidql.datatypes.labelmap.bodies import indices_of
-from dvidql.datatypes.labelmap.model import ModInfo, Reads
 from dvidql.datatypes.labelmap.ops import labels_at
 from dvidql.datatypes.roi import ops as roi_ops
 from dvidql.datatypes.voxels import Box, Point, span_coords

@@ -10,12 +10,10 @@ from typing import Any
 import numpy as np
 
 from dvidql.codec.labelindex import LabelIndex
-from dvidql.datatypes.base import DataHandle
+from dvidql.datatypes.base import DataHandle, ModInfo, Reads
 from dvidql.datatypes.labelmap.keys import mapping_tkey
 from dvidql.datatypes.labelmap.model import (
-    ModInfo,
     Plan,
-    Reads,
     allocate,
     commit,
     label_counter,

@@ -25,7 +25,7 @@ from dvidql.codec.labelindex import (
     pack_block_coords,
     store_label_index,
 )
-from dvidql.datatypes.base import DataHandle
+from dvidql.datatypes.base import DataHandle, ModInfo, Reads
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk.keys import block_tkey
 from dvidql.datatypes.imageblk.ops import put_block
@@ -45,10 +45,7 @@ from dvidql.storage.base import Txn
 
 __all__ = [
     "MAX_LABEL",
-    "NO_MOD",
-    "ModInfo",
     "Plan",
-    "Reads",
     "all_mappings",
     "allocate",
     "block_write_plan",
@@ -68,35 +65,6 @@ __all__ = [
 
 MAX_LABEL = 2**64 - 1
 _LE = np.dtype("<u8")
-
-
-@dataclass(frozen=True)
-class ModInfo:
-    """Who asked for a mutation (DVID's ``u=`` and ``app=``)."""
-
-    user: str = ""
-    app: str = ""
-
-    def fields(self) -> dict[str, str]:
-        return {k: v for k, v in (("User", self.user), ("App", self.app)) if v}
-
-
-NO_MOD = ModInfo()
-
-
-@dataclass
-class Reads:
-    """Raw store entries a plan was made from, to check inside its transaction."""
-
-    tkeys: list[bytes] = field(default_factory=list)
-    raws: list[bytes | None] = field(default_factory=list)
-
-    def add(self, tkeys: Sequence[bytes], raws: Sequence[bytes | None]) -> None:
-        self.tkeys.extend(tkeys)
-        self.raws.extend(raws)
-
-    async def unchanged(self, h: DataHandle, txn: Txn) -> bool:
-        return await _raw(h, self.tkeys, txn) == self.raws
 
 
 async def _raw(h: DataHandle, tkeys: Sequence[bytes], txn: Txn | None) -> list[bytes | None]:

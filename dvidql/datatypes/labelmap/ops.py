@@ -19,7 +19,7 @@ from dvidql.codec.labelblock import (
     relabel_block,
 )
 from dvidql.codec.serialization import GZIP, deserialize, gzip_bytes, stored_format
-from dvidql.datatypes.base import DataHandle
+from dvidql.datatypes.base import NO_MOD, DataHandle, ModInfo, Reads
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk.keys import block_tkey
 from dvidql.datatypes.imageblk.ops import (
@@ -30,10 +30,7 @@ from dvidql.datatypes.imageblk.ops import (
 )
 from dvidql.datatypes.labelmap.downres import downres_labels
 from dvidql.datatypes.labelmap.model import (
-    NO_MOD,
-    ModInfo,
     Plan,
-    Reads,
     block_write_plan,
     bodies_of,
     body_of,

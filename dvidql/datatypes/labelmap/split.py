@@ -20,14 +20,12 @@ from dvidql.codec.labelblock import label_counts, relabel_block
 from dvidql.codec.labelindex import LabelIndex, pack_block_coords, unpack_block_coords
 from dvidql.codec.serialization import deserialize, serialize, stored_format
 from dvidql.codec.sparsevol import BlockRuns, encode_rles
-from dvidql.datatypes.base import DataHandle
+from dvidql.datatypes.base import DataHandle, ModInfo, Reads
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk.keys import block_tkey
 from dvidql.datatypes.labelmap.keys import mapping_tkey
 from dvidql.datatypes.labelmap.model import (
-    ModInfo,
     Plan,
-    Reads,
     allocate,
     bodies_of,
     commit,
