@@ -438,14 +438,15 @@ async def in_body(h: DataHandle, body: int, *, relationships: bool = False) -> b
         return b"[]"
     coords = [tuple(c) for c in index.block_coords().tolist()]
     values = await h.kv.get_many(h.instance_id, [block_tkey(c) for c in coords], h.lineage)
-    elements = [e for value in values if value is not None for e in decode_elements(value)]
-    if not elements:
-        return b"[]"
-    points = np.array([e["Pos"] for e in elements], np.int64)
-    inside = np.isin(await labels_at(segmentation, points, supervoxels=True),
-                     index.supervoxels())
-    chosen = [e for e, keep in zip(elements, inside.tolist(), strict=True) if keep]
-    return encode_elements(chosen if relationships else [without_rels(e) for e in chosen])
+    with bulk():
+        elements = [e for value in values if value is not None for e in decode_elements(value)]
+        if not elements:
+            return b"[]"
+        points = np.array([e["Pos"] for e in elements], np.int64)
+        inside = np.isin(await labels_at(segmentation, points, supervoxels=True),
+                         index.supervoxels())
+        chosen = [e for e, keep in zip(elements, inside.tolist(), strict=True) if keep]
+        return encode_elements(chosen if relationships else [without_rels(e) for e in chosen])
 
 
 async def tagged(h: DataHandle, tag: str, *, relationships: bool = False) -> bytes:
