@@ -17,8 +17,8 @@ from dvidql.resolvers.grayscale import open_instance
 if TYPE_CHECKING:
     from dvidql.schema.context import Context
 
-__all__ = ["delete", "elements_in", "in_body", "in_roi", "move", "open_annotations", "post",
-           "tagged"]
+__all__ = ["body_partners", "body_synapses", "delete", "elements_in", "in_body", "in_roi",
+           "move", "open_annotations", "post", "tagged"]
 
 
 def open_annotations(ctx: Context, ref: str, name: str, *, write: bool = False) -> DataHandle:
@@ -49,6 +49,30 @@ async def tagged(handle: DataHandle, tag: str, relationships: bool) -> list[Elem
 
 async def in_body(handle: DataHandle, body: int, relationships: bool) -> list[Element]:
     return decode_elements(await ops.in_body(handle, body, relationships=relationships))
+
+
+def _following(segmentation: DataHandle, name: str) -> DataHandle:
+    """The annotation instance ``name``, which must follow ``segmentation``."""
+    handle = segmentation.sibling(name)
+    if handle.instance.type_name != AnnotationType.type_name:
+        raise BadRequest(f"data instance {name!r} is a {handle.instance.type_name} instance, "
+                         f"not {AnnotationType.type_name}")
+    if handle.instance.settings.get("Sync", "") != segmentation.instance.name:
+        raise BadRequest(f"annotation instance {name!r} does not follow "
+                         f"{segmentation.instance.name!r}; POST sync to it first")
+    return handle
+
+
+async def body_synapses(segmentation: DataHandle, name: str, body: int, kind: str | None,
+                        relationships: bool) -> list[Element]:
+    """A body's elements in the annotation instance ``name`` (of one kind if given)."""
+    found = await in_body(_following(segmentation, name), body, relationships)
+    return [e for e in found if kind is None or e["Kind"] == kind]
+
+
+async def body_partners(segmentation: DataHandle, name: str, body: int
+                        ) -> list[tuple[int, int, int]]:
+    return await ops.partners(_following(segmentation, name), body)
 
 
 async def in_roi(ctx: Context, handle: DataHandle, roi: str, ref: str | None) -> list[Element]:

@@ -595,6 +595,17 @@ class Annotations:
                                                            roi_version))
 
 
+@strawberry.type(description="A body connected to another by synapses.")
+class SynapsePartner:
+    body: UInt64 = strawberry.field(description="The partner body.")
+    outgoing: int = strawberry.field(description="Connections from the queried body's "
+                                                 "T-bars to the partner (their PreSynTo "
+                                                 "relationships).")
+    incoming: int = strawberry.field(description="Connections from the partner to the "
+                                                 "queried body's PostSyn elements (their "
+                                                 "PostSynTo relationships).")
+
+
 @strawberry.input(description="A relationship to post with an element.")
 class RelationshipInput:
     rel: str = strawberry.field(description="PreSynTo, PostSynTo, ConvergentTo, GroupedWith "
@@ -825,6 +836,30 @@ class Body(_Indexed):
         ids, counts = self.index.supervoxel_sizes()
         return [SupervoxelSize(id=UInt64(i), voxel_count=UInt64(n))
                 for i, n in zip(ids.tolist(), counts.tolist(), strict=True)]
+
+    @strawberry.field(description="Its synapses (or other elements) in an annotation "
+                                  "instance that follows this segmentation (REST POST sync).")
+    async def synapses(
+        self,
+        annotations: Annotated[str, arg("Name of the annotation instance.")],
+        kind: Annotated[str | None, arg("Only elements of this Kind (PreSyn, PostSyn...); "
+                                        "all if omitted.")] = None,
+        relationships: Annotated[bool, arg("Include the elements' relationships.")] = False,
+    ) -> list[AnnotationElement]:
+        return _elements(await annotation_resolvers.body_synapses(
+            self.handle, annotations, self.index.label, kind, relationships))
+
+    @strawberry.field(description="The bodies it connects to by synapses in an annotation "
+                                  "instance that follows this segmentation, most connected "
+                                  "first: connections from its T-bars (PreSynTo) and to its "
+                                  "PostSyn elements (PostSynTo).")
+    async def partners(
+        self,
+        annotations: Annotated[str, arg("Name of the annotation instance.")],
+    ) -> list[SynapsePartner]:
+        found = await annotation_resolvers.body_partners(self.handle, annotations,
+                                                         self.index.label)
+        return [SynapsePartner(body=UInt64(b), outgoing=o, incoming=i) for b, o, i in found]
 
     @strawberry.field(description="The last mutation that changed it; null if none is "
                                   "recorded.")

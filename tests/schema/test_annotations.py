@@ -150,3 +150,37 @@ async def test_body_follows_a_merge(api: Gql, server: LiveServer) -> None:
     merged = (await api.run(BODY, v=root, b="1"))["version"]["annotations"]["body"]
     assert sorted(e["pos"] for e in merged) == [[1, 1, 1], [40, 1, 1]]
     assert (await api.run(BODY, v=root, b="2"))["version"]["annotations"]["body"] == []
+
+
+PARTNERS = """
+query($v: String!, $b: UInt64!) { version(ref: $v) { segmentation(instance: "seg") {
+  body(id: $b) { partners(annotations: "syn") { body outgoing incoming }
+                 tbars: synapses(annotations: "syn", kind: "PreSyn") { pos }
+                 all: synapses(annotations: "syn", relationships: true) { pos rels { to } } }
+} } }
+"""
+
+
+async def test_partners_and_synapses_of_a_body(api: Gql, server: LiveServer) -> None:
+    root = _setup(server)
+    _synced_segmentation(server, root)
+    await api.run(POST, v=root, e=[
+        {"pos": [1, 1, 1], "kind": "PreSyn", "rels": [{"rel": "PreSynTo", "to": [40, 1, 1]},
+                                                      {"rel": "PreSynTo", "to": [41, 1, 1]}]},
+        {"pos": [40, 1, 1], "kind": "PostSyn", "rels": [{"rel": "PostSynTo", "to": [1, 1, 1]}]},
+        {"pos": [41, 1, 1], "kind": "PostSyn", "rels": [{"rel": "PostSynTo", "to": [1, 1, 1]}]},
+        {"pos": [45, 2, 2], "kind": "PreSyn", "rels": [{"rel": "PreSynTo", "to": [3, 2, 2]}]},
+        {"pos": [3, 2, 2], "kind": "PostSyn", "rels": [{"rel": "PostSynTo", "to": [45, 2, 2]}]},
+    ])
+    one = (await api.run(PARTNERS, v=root, b="1"))["version"]["segmentation"]["body"]
+    assert one["partners"] == [{"body": "2", "outgoing": 2, "incoming": 1}]
+    assert one["tbars"] == [{"pos": [1, 1, 1]}]
+    assert sorted(e["pos"] for e in one["all"]) == [[1, 1, 1], [3, 2, 2]]
+    two = (await api.run(PARTNERS, v=root, b="2"))["version"]["segmentation"]["body"]
+    assert two["partners"] == [{"body": "1", "outgoing": 1, "incoming": 2}]
+    await api.run(MERGE, v=root)
+    merged = (await api.run(PARTNERS, v=root, b="1"))["version"]["segmentation"]["body"]
+    assert merged["partners"] == [{"body": "1", "outgoing": 3, "incoming": 3}]  # autapses
+    await api.error("BAD_REQUEST", PARTNERS.replace('annotations: "syn") { body',
+                                                    'annotations: "kv") { body'),
+                    v=root, b="1")

@@ -49,9 +49,9 @@ from dvidql.errors import BadRequest, NotFound
 from dvidql.storage.base import Txn
 from dvidql.versions.dag import Instance
 
-__all__ = ["all_blocks", "block_size", "blocks_in", "check_sync", "delete_element",
-           "elements_in", "elements_in_roi", "in_body", "move_element", "post_blocks",
-           "post_elements", "scan", "tagged"]
+__all__ = ["all_blocks", "block_size", "blocks_in", "body_elements", "check_sync",
+           "delete_element", "elements_in", "elements_in_roi", "in_body", "move_element",
+           "partners", "post_blocks", "post_elements", "scan", "tagged"]
 
 _DIRECT_BLOCKS = 4096  # boxes spanning more blocks are read by a range scan
 _IZYX_MAX = b"\xff" * 12
@@ -423,30 +423,64 @@ def check_sync(h: DataHandle, segmentation: Instance) -> None:
                          "(create the annotation instance with its BlockSize)")
 
 
-async def in_body(h: DataHandle, body: int, *, relationships: bool = False) -> bytes:
-    """The elements lying in a body of the synced segmentation, a JSON array (without
-    relationships unless asked). Found from the segmentation's exact label index, at the
-    same version: the elements of the body's blocks whose supervoxel is one of the body's,
-    so the answer reflects every merge, cleave, split or write the moment it is made."""
+def _segmentation(h: DataHandle) -> DataHandle:
     name = h.instance.settings.get("Sync", "")
     if not name:
         raise BadRequest(f"{h.instance.name!r} follows no segmentation: POST sync "
                          '{"sync": "<labelmap instance>"} first')
-    segmentation = h.sibling(name)
+    return h.sibling(name)
+
+
+async def body_elements(h: DataHandle, body: int) -> list[Element]:
+    """The elements (with relationships) lying in a body of the synced segmentation. Found
+    from the segmentation's exact label index, at the same version: the elements of the
+    body's blocks whose supervoxel is one of the body's, so the answer reflects every merge,
+    cleave, split or write the moment it is made. Call within :func:`bulk`."""
+    segmentation = _segmentation(h)
     (index,) = await indices_of(segmentation, [body])
     if index is None or not body:
-        return b"[]"
+        return []
     coords = [tuple(c) for c in index.block_coords().tolist()]
     values = await h.kv.get_many(h.instance_id, [block_tkey(c) for c in coords], h.lineage)
+    elements = [e for value in values if value is not None for e in decode_elements(value)]
+    if not elements:
+        return []
+    points = np.array([e["Pos"] for e in elements], np.int64)
+    inside = np.isin(await labels_at(segmentation, points, supervoxels=True),
+                     index.supervoxels())
+    return [e for e, keep in zip(elements, inside.tolist(), strict=True) if keep]
+
+
+async def in_body(h: DataHandle, body: int, *, relationships: bool = False) -> bytes:
+    """:func:`body_elements` as a JSON array, without relationships unless asked."""
     with bulk():
-        elements = [e for value in values if value is not None for e in decode_elements(value)]
-        if not elements:
-            return b"[]"
-        points = np.array([e["Pos"] for e in elements], np.int64)
-        inside = np.isin(await labels_at(segmentation, points, supervoxels=True),
-                         index.supervoxels())
-        chosen = [e for e, keep in zip(elements, inside.tolist(), strict=True) if keep]
+        chosen = await body_elements(h, body)
         return encode_elements(chosen if relationships else [without_rels(e) for e in chosen])
+
+
+async def partners(h: DataHandle, body: int) -> list[tuple[int, int, int]]:
+    """The bodies a body connects to by synapses: (partner, outgoing, incoming) counts, the
+    outgoing ones from its T-bars' PreSynTo relationships, the incoming ones from its
+    PostSyn elements' PostSynTo relationships, most connected first. Targets outside any
+    body (label 0) are left out."""
+    with bulk():
+        elements = await body_elements(h, body)
+        targets = {"PreSyn": "PreSynTo", "PostSyn": "PostSynTo"}
+        ends = [[r["To"] for e in elements if e["Kind"] == kind for r in e["Rels"]
+                 if r["Rel"] == rel] for kind, rel in targets.items()]
+    if not ends[0] and not ends[1]:
+        return []
+    found = await labels_at(_segmentation(h), np.array(ends[0] + ends[1],
+                                                       np.int64).reshape(-1, 3))
+    split = len(ends[0])  # found[:split] are outgoing, the rest incoming
+    ids, inverse = np.unique(found, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    counts = np.zeros((len(ids), 2), np.int64)
+    np.add.at(counts[:, 0], inverse[:split], 1)
+    np.add.at(counts[:, 1], inverse[split:], 1)
+    rows = [(int(b), int(o), int(i)) for b, (o, i) in zip(ids.tolist(), counts.tolist(),
+                                                           strict=True) if b]
+    return sorted(rows, key=lambda r: (-(r[1] + r[2]), r[0]))
 
 
 async def tagged(h: DataHandle, tag: str, *, relationships: bool = False) -> bytes:
