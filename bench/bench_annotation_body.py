@@ -1,17 +1,20 @@
 """A body's synapses through REST (annotation ``GET label/<body>`` on an instance synced with
-a labelmap), for bodies of 10, 1,000 and 100,000 synapses, each against raw LMDB in the
-same run.
+a labelmap) and its synaptic partners through GraphQL (``Body.partners``), for bodies of 10,
+1,000 and 100,000 synapses, each against raw LMDB in the same run.
 
 The segmentation: three bodies of solid 64^3 blocks in a row along x (one block, 10 blocks,
 ``--big-blocks`` blocks), posted as gzip-compressed raw uint64 to a real ``dvidql serve`` on
-a temporary embedded store, and synapses (``PostSyn`` elements, no relationships) spread
-uniformly over each body: 10, 1,000 and 100,000 of them.
+a temporary embedded store, and synapses (``PostSyn`` elements, each with a ``PostSynTo``
+relationship to a point of another body) spread uniformly over each body: 10, 1,000 and
+100,000 of them.
 
 dvidql computes the answer at the request from the segmentation's label index: the body's
 blocks, their stored element lists, and the supervoxel under each element. The baseline is
 what a store keeping a per-body denormalization (DVID's label keys) does: one range scan of
 the body's per-block element lists (without relationships) in a raw LMDB environment,
-joined into one JSON array.
+joined into one JSON array; for partners, the same scan with relationships, parsed, as the
+least a per-body store must read before it can look up the partners' bodies (parsed with
+the cyclic collector paused, as dvidql parses).
 
 Run: ``python -m bench.bench_annotation_body [--big-blocks 400] [--repeats 5]``.
 """
@@ -19,6 +22,7 @@ Run: ``python -m bench.bench_annotation_body [--big-blocks 400] [--repeats 5]``.
 from __future__ import annotations
 
 import argparse
+import gc
 import gzip
 import struct
 import sys
@@ -32,7 +36,7 @@ import numpy as np
 import orjson
 
 from bench.harness import Bench, dvidql_command, free_port, serve
-from dvidql.codec.annotation import group_by_block, join_arrays, without_rels
+from dvidql.codec.annotation import bulk, group_by_block, join_arrays, without_rels
 
 BLOCK = 64
 SIZES = (10, 1_000, 100_000)
@@ -45,30 +49,37 @@ def body_blocks(big: int) -> list[tuple[int, int]]:
     return list(zip(starts, counts, strict=True))
 
 
-def synapses(first: int, blocks: int, count: int, rng: np.random.Generator
+def synapses(first: int, blocks: int, count: int, width: int, rng: np.random.Generator
              ) -> list[dict[str, Any]]:
     """``count`` distinct PostSyn elements spread over ``blocks`` blocks from block x
-    ``first``, in the first block row and layer."""
+    ``first``, in the first block row and layer, each pointing at a random voxel of the
+    ``width`` voxels wide row outside them."""
     chosen: set[tuple[int, int, int]] = set()
     while len(chosen) < count:
         xs = rng.integers(first * BLOCK, (first + blocks) * BLOCK, count)
         ys, zs = rng.integers(0, BLOCK, (2, count))
         chosen.update(zip(xs.tolist(), ys.tolist(), zs.tolist(), strict=True))
-    return [{"Pos": list(p), "Kind": "PostSyn", "Tags": [], "Prop": {}, "Rels": []}
-            for p in sorted(chosen)[:count]]
+    outside = np.concatenate([np.arange(0, first * BLOCK),
+                              np.arange((first + blocks) * BLOCK, width)])
+    to = rng.choice(outside, count)
+    return [{"Pos": list(p), "Kind": "PostSyn", "Tags": [], "Prop": {},
+             "Rels": [{"Rel": "PostSynTo", "To": [int(x), 1, 1]}]}
+            for p, x in zip(sorted(chosen)[:count], to.tolist(), strict=True)]
 
 
 def raw_store(env: lmdb.Environment, bodies: dict[int, list[dict[str, Any]]]) -> None:
-    """Each body's elements (without relationships) per block, under body-first keys."""
+    """Each body's elements per block under body-first keys: without relationships (prefix
+    0), and with them (prefix 1)."""
     with env.begin(write=True) as txn:
         for body, elements in bodies.items():
             for coord, items in group_by_block(elements, (BLOCK,) * 3):
                 key = struct.pack(">Q3i", body, coord[2], coord[1], coord[0])
-                txn.put(key, orjson.dumps([without_rels(e) for e in items]))
+                txn.put(b"\0" + key, orjson.dumps([without_rels(e) for e in items]))
+                txn.put(b"\1" + key, orjson.dumps(items))
 
 
-def raw_body(env: lmdb.Environment, body: int) -> bytes:
-    lo, hi = struct.pack(">Q", body), struct.pack(">Q", body + 1)
+def raw_body(env: lmdb.Environment, body: int, prefix: bytes = b"\0") -> bytes:
+    lo, hi = prefix + struct.pack(">Q", body), prefix + struct.pack(">Q", body + 1)
     with env.begin() as txn:
         cursor = txn.cursor()
         values = []
@@ -80,6 +91,26 @@ def raw_body(env: lmdb.Environment, body: int) -> bytes:
     return join_arrays(values)
 
 
+def parsed(data: bytes) -> list[Any]:
+    """The elements, parsed with the cyclic collector paused, as dvidql parses them."""
+    with bulk():
+        return orjson.loads(data)  # type: ignore[no-any-return]
+
+
+PARTNERS = """query($v: String!, $b: UInt64!) { version(ref: $v) {
+  segmentation(instance: "seg") { body(id: $b) {
+    partners(annotations: "syn") { body outgoing incoming } } } } }"""
+
+
+def partners(client: httpx.Client, url: str, root: str, body: int) -> list[dict[str, Any]]:
+    response = client.post(f"{url}/graphql", json={
+        "query": PARTNERS, "variables": {"v": root, "b": str(body)}})
+    response.raise_for_status()
+    answer = response.json()
+    assert "errors" not in answer, answer
+    return answer["data"]["version"]["segmentation"]["body"]["partners"]  # type: ignore[no-any-return]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--big-blocks", type=int, default=400,
@@ -88,12 +119,13 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(3)
     layout = body_blocks(args.big_blocks)
-    bodies = {i + 1: synapses(first, blocks, count, rng)
-              for i, ((first, blocks), count) in enumerate(zip(layout, SIZES, strict=True))}
     width = sum(blocks for _, blocks in layout) * BLOCK
+    bodies = {i + 1: synapses(first, blocks, count, width, rng)
+              for i, ((first, blocks), count) in enumerate(zip(layout, SIZES, strict=True))}
     labels = np.zeros((BLOCK, BLOCK, width), np.uint64)
     for body, (first, blocks) in zip(bodies, layout, strict=True):
         labels[:, :, first * BLOCK:(first + blocks) * BLOCK] = body
+    gc.freeze()  # the test data is permanent: collections need not scan it again and again
     bench = Bench("annotation_body", warmup=1, repeats=args.repeats, params={
         "synapses": list(SIZES), "blocks": [b for _, b in layout],
         "python": sys.version.split()[0]})
@@ -131,6 +163,17 @@ def main() -> None:
                 summary[f"{count}_p50_ms"] = round(ours.p50_us / 1e3, 2)
                 summary[f"{count}_raw_p50_ms"] = round(raw.p50_us / 1e3, 3)
                 summary[f"{count}_time_over_raw"] = round(ours.p50_us / raw.p50_us, 1)
+                group = f"partners of a body of {count:,} synapses"
+                found = partners(client, url, root, body)
+                assert sum(p["incoming"] for p in found) == count, (body, found)
+                raw = bench.measure("raw LMDB scan with relationships, parsed",
+                                    lambda _, b=body: parsed(raw_body(env, b, b"\1")),
+                                    1, baseline=True, group=group)
+                ours = bench.measure("dvidql GraphQL Body.partners",
+                                     lambda _, b=body: partners(client, url, root, b), 1,
+                                     group=group)
+                summary[f"{count}_partners_p50_ms"] = round(ours.p50_us / 1e3, 2)
+                summary[f"{count}_partners_time_over_raw"] = round(ours.p50_us / raw.p50_us, 1)
         env.close()
     bench.report(summary)
 
