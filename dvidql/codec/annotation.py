@@ -135,10 +135,8 @@ def _rels(value: Any, index: int | None) -> list[dict[str, Any]]:
             rel = _case_folded(rel, _REL_CASES)
         if type(rel) is not dict or not _REL_FIELDS <= rel.keys():
             raise BadRequest(f"{_where(index)}: relationship {k} must be {shape}")
-        kind, to = rel["Rel"], rel["To"]
-        if type(kind) is not str or kind not in _REL_SET:
-            raise BadRequest(f"{_where(index)}: relationship {k} has Rel "
-                             f"{orjson.dumps(kind).decode()}; use one of {', '.join(RELATIONS)}")
+        _named(rel["Rel"], RELATIONS, _REL_SET, f"{_where(index)}: relationship {k} has Rel")
+        to = rel["To"]
         if not _is_point(to):
             raise _bad_point(to, f"{_where(index)}: relationship {k}'s To")
         exact = exact and rel is posted and len(rel) == 2 and next(iter(rel)) == "Rel"
@@ -146,6 +144,13 @@ def _rels(value: Any, index: int | None) -> list[dict[str, Any]]:
         return value
     folded = [r if _REL_FIELDS <= r.keys() else _case_folded(r, _REL_CASES) for r in value]
     return [{"Rel": r["Rel"], "To": r["To"]} for r in folded]
+
+
+def _named(value: Any, names: tuple[str, ...], allowed: frozenset[str], what: str) -> str:
+    """``value`` if it is one of ``names``, else a 400 saying ``what`` it was."""
+    if type(value) is not str or value not in allowed:
+        raise BadRequest(f"{what} {orjson.dumps(value).decode()}; use one of {', '.join(names)}")
+    return value
 
 
 def _case_folded(raw: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
@@ -168,10 +173,8 @@ def parse_element(raw: Any, index: int | None = None) -> Element:
     if "Pos" not in raw or "Kind" not in raw:
         missing = [f for f in ("Pos", "Kind") if f not in raw]
         raise BadRequest(f"{_where(index)} lacks {' and '.join(missing)}")
-    pos, kind = raw["Pos"], raw["Kind"]
-    if type(kind) is not str or kind not in _KIND_SET:
-        raise BadRequest(f"{_where(index)} has Kind {orjson.dumps(kind).decode()}; use one of "
-                         f"{', '.join(KINDS)}")
+    pos = raw["Pos"]
+    kind = _named(raw["Kind"], KINDS, _KIND_SET, f"{_where(index)} has Kind")
     if not _is_point(pos):
         raise _bad_point(pos, f"{_where(index)}'s Pos")
     return {"Pos": pos, "Kind": kind, "Tags": _tags(raw.get("Tags"), index),
