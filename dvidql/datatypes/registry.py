@@ -7,6 +7,7 @@ from dvidql.datatypes.base import Datatype
 from dvidql.datatypes.imageblk import Uint8BlkType
 from dvidql.datatypes.keyvalue import KeyValueType
 from dvidql.datatypes.labelmap import LabelmapType
+from dvidql.datatypes.labelsz import LabelszType
 from dvidql.datatypes.roi import RoiType
 from dvidql.errors import NotFound
 
@@ -14,7 +15,7 @@ __all__ = ["DATATYPES", "get_datatype"]
 
 DATATYPES: dict[str, Datatype] = {
     t.type_name: t for t in (KeyValueType(), Uint8BlkType(), LabelmapType(), RoiType(),
-                             AnnotationType())}
+                             AnnotationType(), LabelszType())}
 
 
 def get_datatype(name: str) -> Datatype:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from dvidql.codec.annotation import Element, bulk, decode_elements, parse_element
 from dvidql.datatypes.annotation import AnnotationType, ops
 from dvidql.datatypes.base import DataHandle, ModInfo
+from dvidql.datatypes.labelsz.ops import kinds_of
 from dvidql.datatypes.roi import RoiType
 from dvidql.datatypes.voxels import Box, Point
 from dvidql.errors import BadRequest
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from dvidql.schema.context import Context
 
 __all__ = ["body_partners", "body_synapses", "delete", "elements_in", "in_body", "in_roi",
-           "move", "open_annotations", "post", "tagged"]
+           "move", "open_annotations", "post", "tagged", "top_bodies"]
 
 
 def open_annotations(ctx: Context, ref: str, name: str, *, write: bool = False) -> DataHandle:
@@ -103,3 +104,11 @@ async def move(ctx: Context, ref: str, name: str, src: Sequence[int], dst: Seque
     handle = open_annotations(ctx, ref, name, write=True)
     return await ops.move_element(handle, _point(src, "from"), _point(dst, "to"),
                                   ModInfo(user, app))
+
+
+async def top_bodies(handle: DataHandle, index_type: str, n: int) -> list[tuple[int, int]]:
+    """The ``n`` bodies with the most elements of a labelsz index type (PreSyn, PostSyn,
+    Gap, Note, AllSyn), most first."""
+    if n < 0:
+        raise BadRequest(f"n must be at least 0, not {n}")
+    return await ops.ranked_bodies(handle, kinds_of(index_type), limit=n)

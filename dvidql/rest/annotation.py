@@ -10,15 +10,7 @@ from dvidql.datatypes.annotation import ops
 from dvidql.datatypes.base import DataHandle, ModInfo
 from dvidql.datatypes.voxels import Box, Point, parse_point
 from dvidql.errors import BadRequest
-from dvidql.rest.common import (
-    TypeRoute,
-    caller,
-    json_body,
-    json_response,
-    read_body,
-    service,
-    text_field,
-)
+from dvidql.rest.common import TypeRoute, json_response, post_sync, read_body
 from dvidql.rest.roi import roi_handle
 
 __all__ = ["routes"]
@@ -88,26 +80,7 @@ async def tag(request: Request, h: DataHandle, tag: str) -> Response:
 
 
 async def sync(request: Request, h: DataHandle) -> Response:
-    """DVID's ``{"sync": "name[,name]"}``, added to the current one unless ``replace=true``
-    (``""`` with replace=true ends the sync); one labelmap at the most."""
-    request_body = await json_body(request, required=True)
-    if "sync" not in request_body:
-        raise BadRequest('sync takes {"sync": "<labelmap instance>"}')
-    names = text_field(request_body, "sync")
-    wanted = [n.strip() for n in names.split(",") if n.strip()]
-    current = h.instance.settings.get("Sync", "")
-    if request.query_params.get("replace") != "true" and current:
-        wanted.insert(0, current)
-    chosen = list(dict.fromkeys(wanted))
-    if len(chosen) > 1:
-        raise BadRequest(f"an annotation instance follows one segmentation, not "
-                         f"{', '.join(chosen)} (use replace=true to change it)")
-    svc = service(request)
-    for name in chosen:
-        ops.check_sync(h, svc.repos.instance(h.repo, name))
-    await svc.set_instance_settings(caller(request), h.repo, h.instance.name,
-                                    {"Sync": chosen[0] if chosen else ""})
-    return Response()
+    return await post_sync(request, h, lambda instance: ops.check_sync(h, instance))
 
 
 async def body_elements(request: Request, h: DataHandle, label: str) -> Response:

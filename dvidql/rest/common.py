@@ -13,8 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dvidql.codec.jsonbody import decode_json
+from dvidql.datatypes.base import DataHandle
 from dvidql.errors import BadRequest, DvidqlError, PayloadTooLarge
 from dvidql.service import Caller, Service
+from dvidql.versions.dag import Instance
 
 __all__ = [
     "TypeRoute",
@@ -22,6 +24,7 @@ __all__ = [
     "error_response",
     "json_body",
     "json_response",
+    "post_sync",
     "read_body",
     "service",
     "string_list",
@@ -102,6 +105,31 @@ async def json_body(request: Request, *, required: bool = False) -> dict[str, An
 
 def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+async def post_sync(request: Request, h: DataHandle, check: Callable[[Instance], None]
+                    ) -> Response:
+    """DVID's ``POST .../sync`` of datatypes that follow one other instance: ``{"sync":
+    "name[,name]"}``, added to the current one unless ``replace=true`` (``""`` with
+    replace=true ends it). ``check`` refuses an instance the datatype cannot follow; the
+    name is kept in the instance's ``Sync`` setting."""
+    request_body = await json_body(request, required=True)
+    if "sync" not in request_body:
+        raise BadRequest('sync takes {"sync": "<instance name>"}')
+    wanted = [n.strip() for n in text_field(request_body, "sync").split(",") if n.strip()]
+    current = h.instance.settings.get("Sync", "")
+    if request.query_params.get("replace") != "true" and current:
+        wanted.insert(0, current)
+    chosen = list(dict.fromkeys(wanted))
+    if len(chosen) > 1:
+        raise BadRequest(f"{h.instance.name!r} follows one instance, not "
+                         f"{', '.join(chosen)} (use replace=true to change it)")
+    svc = service(request)
+    for name in chosen:
+        check(svc.repos.instance(h.repo, name))
+    await svc.set_instance_settings(caller(request), h.repo, h.instance.name,
+                                    {"Sync": chosen[0] if chosen else ""})
+    return Response()
 
 
 async def error_response(request: Request, exc: Exception) -> Response:

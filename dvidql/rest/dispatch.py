@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dvidql.datatypes.base import DataHandle
 from dvidql.errors import BadRequest, DvidqlError, NotFound
-from dvidql.rest import annotation, imageblk, keyvalue, labelmap, roi
+from dvidql.rest import annotation, imageblk, keyvalue, labelmap, labelsz, roi
 from dvidql.rest.common import (
     TypeRoute,
     caller,
@@ -64,7 +64,8 @@ TYPE_ROUTES: dict[str, list[TypeRoute]] = {"keyvalue": keyvalue.routes,
                                              "uint8blk": imageblk.routes,
                                              "labelmap": labelmap.routes,
                                              "roi": roi.routes,
-                                             "annotation": annotation.routes}
+                                             "annotation": annotation.routes,
+                                             "labelsz": labelsz.routes}
 
 _Compiled = tuple[TypeRoute, re.Pattern[str], dict[str, Convertor[Any]]]
 

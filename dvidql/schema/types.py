@@ -582,6 +582,17 @@ class Annotations:
         return _elements(await annotation_resolvers.in_body(self.handle, int(id_),
                                                             relationships))
 
+    @strawberry.field(description="The bodies of the followed segmentation with the most "
+                                  "elements of a kind, most first (ties by increasing id).")
+    async def top_bodies(
+        self,
+        kind: Annotated[str, arg("PreSyn, PostSyn, Gap, Note, or AllSyn (PreSyn and "
+                                 "PostSyn).")] = "AllSyn",
+        n: Annotated[int, arg("How many bodies.")] = 10,
+    ) -> list[BodyCount]:
+        found = await annotation_resolvers.top_bodies(self.handle, kind, n)
+        return [BodyCount(body=UInt64(b), count=c) for b, c in found]
+
     @strawberry.field(description="The elements (with relationships) inside a roi instance.")
     async def in_roi(
         self,
@@ -593,6 +604,12 @@ class Annotations:
     ) -> list[AnnotationElement]:
         return _elements(await annotation_resolvers.in_roi(info.context, self.handle, roi,
                                                            roi_version))
+
+
+@strawberry.type(description="A body and how many elements of a kind it holds.")
+class BodyCount:
+    body: UInt64 = strawberry.field(description="The body.")
+    count: int = strawberry.field(description="Its elements of the kind asked for.")
 
 
 @strawberry.type(description="A body connected to another by synapses.")

@@ -32,7 +32,9 @@ class Model:
         self.points = points
 
     def body_of(self, p: list[int]) -> int:
-        sv = int(self.svs[p[2], p[1], p[0]])
+        return self.body_of_sv(int(self.svs[p[2], p[1], p[0]]))
+
+    def body_of_sv(self, sv: int) -> int:
         return self.mapping.get(sv, sv)
 
     def bodies(self) -> dict[int, list[list[int]]]:
@@ -135,7 +137,7 @@ def test_sync_refusals(client: httpx.Client, root: str) -> None:
     assert unsynced.status_code == 400 and "POST sync" in unsynced.json()["error"]
     for payload, status, words in (({"sync": "kv"}, 400, "labelmap"),
                                    ({"sync": "small"}, 400, "block size"),
-                                   ({"sync": "seg,other"}, 400, "one segmentation"),
+                                   ({"sync": "seg,other"}, 400, "follows one"),
                                    ({"sync": "nosuch"}, 404, "nosuch"),
                                    ({"other": "seg"}, 400, "sync"),
                                    ({}, 400, "sync")):
@@ -148,3 +150,51 @@ def test_sync_refusals(client: httpx.Client, root: str) -> None:
     ok(client.post(url(root, "syn", "sync"), params={"replace": "true"}, json={"sync": "other"}))
     assert ok(client.get(url(root, "syn", "info"))).json()["Extended"]["Sync"] == "other"
     assert client.get(url(root, "syn", "label/x")).status_code == 400
+
+
+def ranking(model: Model, kinds: tuple[str, ...]) -> list[tuple[int, int]]:
+    """(body, count) of the model's elements of ``kinds`` (PreSyn is every third element, as
+    the fixture posts them), most first, ties by increasing body."""
+    found: dict[int, int] = {}
+    for i, p in enumerate(model.points):
+        if ("PostSyn" if i % 3 else "PreSyn") in kinds:
+            body = model.body_of(p)
+            found[body] = found.get(body, 0) + 1
+    return sorted(found.items(), key=lambda item: (-item[1], item[0]))
+
+
+def test_labelsz_ranks_bodies(client: httpx.Client, synced: tuple[str, Model]) -> None:
+    root, model = synced
+    ok(client.post(f"/api/repo/{root}/instance", json={"typename": "labelsz",
+                                                       "dataname": "ranks"}))
+    unsynced = client.get(url(root, "ranks", "top/3/PreSyn"))
+    assert unsynced.status_code == 400 and "POST sync" in unsynced.json()["error"]
+    refused = client.post(url(root, "ranks", "sync"), json={"sync": "seg"})
+    assert refused.status_code == 400 and "annotation" in refused.json()["error"]
+    ok(client.post(url(root, "ranks", "sync"), json={"sync": "syn"}))
+    for _ in range(2):  # before and after a merge
+        for kind, kinds in (("PreSyn", ("PreSyn",)), ("PostSyn", ("PostSyn",)),
+                            ("AllSyn", ("PreSyn", "PostSyn"))):
+            want = ranking(model, kinds)
+            assert [(r["Label"], r[kind]) for r in ok(client.get(
+                url(root, "ranks", f"top/3/{kind}"))).json()] == want[:3]
+            threshold = want[2][1]
+            got = ok(client.get(url(root, "ranks", f"threshold/{threshold}/{kind}"),
+                                params={"offset": 1, "n": 2})).json()
+            assert [(r["Label"], r[kind]) for r in got] == [
+                r for r in want if r[1] >= threshold][1:3]
+            body, n = want[0]
+            assert ok(client.get(url(root, "ranks", f"count/{body}/{kind}"))).json() == {
+                "Label": body, kind: n}
+            labels = [body, want[-1][0], 987654321]
+            assert [r[kind] for r in ok(client.post(
+                url(root, "ranks", f"counts/{kind}"), json=labels)).json()] == [
+                n, want[-1][1], 0]
+        ok(client.post(url(root, "seg", "merge"), json=[want[-1][0], want[0][0]]))
+        model.mapping.update({sv: want[-1][0] for sv in range(1, 9)
+                              if model.body_of_sv(sv) == want[0][0]})
+    bad = client.get(url(root, "ranks", "top/3/Voxels"))
+    assert bad.status_code == 400 and "index type" in bad.json()["error"]
+    assert client.get(url(root, "ranks", "top/x/PreSyn")).status_code == 400
+    assert client.get(url(root, "ranks", "threshold/1/PreSyn"),
+                      params={"n": 10_001}).status_code == 400

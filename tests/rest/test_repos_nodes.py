@@ -17,6 +17,7 @@ def test_server_info_types_help(client: httpx.Client) -> None:
         "annotation": "github.com/janelia-flyem/dvid/datatype/annotation",
         "keyvalue": "github.com/janelia-flyem/dvid/datatype/keyvalue",
         "labelmap": "github.com/janelia-flyem/dvid/datatype/labelmap",
+        "labelsz": "github.com/janelia-flyem/dvid/datatype/labelsz",
         "roi": "github.com/janelia-flyem/dvid/datatype/roi",
         "uint8blk": "github.com/janelia-flyem/dvid/datatype/imageblk/uint8blk"}
     index = client.get("/api/help")

@@ -161,6 +161,12 @@ query($v: String!, $b: UInt64!) { version(ref: $v) { segmentation(instance: "seg
 """
 
 
+TOP = """
+query($v: String!) { version(ref: $v) { annotations(instance: "syn") {
+  all: topBodies { body count } tbars: topBodies(kind: "PreSyn", n: 1) { body count } } } }
+"""
+
+
 async def test_partners_and_synapses_of_a_body(api: Gql, server: LiveServer) -> None:
     root = _setup(server)
     _synced_segmentation(server, root)
@@ -178,9 +184,14 @@ async def test_partners_and_synapses_of_a_body(api: Gql, server: LiveServer) -> 
     assert sorted(e["pos"] for e in one["all"]) == [[1, 1, 1], [3, 2, 2]]
     two = (await api.run(PARTNERS, v=root, b="2"))["version"]["segmentation"]["body"]
     assert two["partners"] == [{"body": "1", "outgoing": 1, "incoming": 2}]
+    top = (await api.run(TOP, v=root))["version"]["annotations"]
+    assert top["all"] == [{"body": "2", "count": 3}, {"body": "1", "count": 2}]
+    assert top["tbars"] == [{"body": "1", "count": 1}]  # ties by increasing id
     await api.run(MERGE, v=root)
     merged = (await api.run(PARTNERS, v=root, b="1"))["version"]["segmentation"]["body"]
     assert merged["partners"] == [{"body": "1", "outgoing": 3, "incoming": 3}]  # autapses
+    top = (await api.run(TOP, v=root))["version"]["annotations"]
+    assert top["all"] == [{"body": "1", "count": 5}]
     await api.error("BAD_REQUEST", PARTNERS.replace('annotations: "syn") { body',
                                                     'annotations: "kv") { body'),
                     v=root, b="1")

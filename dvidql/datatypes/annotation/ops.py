@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,7 @@ from dvidql.versions.dag import Instance
 
 __all__ = ["all_blocks", "block_size", "blocks_in", "body_elements", "check_sync",
            "delete_element", "elements_in", "elements_in_roi", "in_body", "move_element",
-           "partners", "post_blocks", "post_elements", "scan", "tagged"]
+           "partners", "post_blocks", "post_elements", "ranked_bodies", "scan", "tagged"]
 
 _DIRECT_BLOCKS = 4096  # boxes spanning more blocks are read by a range scan
 _IZYX_MAX = b"\xff" * 12
@@ -481,6 +481,25 @@ async def partners(h: DataHandle, body: int) -> list[tuple[int, int, int]]:
     rows = [(int(b), int(o), int(i)) for b, (o, i) in zip(ids.tolist(), counts.tolist(),
                                                            strict=True) if b]
     return sorted(rows, key=lambda r: (-(r[1] + r[2]), r[0]))
+
+
+async def ranked_bodies(h: DataHandle, kinds: Collection[str], *, at_least: int = 1,
+                        offset: int = 0, limit: int | None = None) -> list[tuple[int, int]]:
+    """(body, count) of the bodies of the synced segmentation holding at least ``at_least``
+    elements of ``kinds``, most first (ties by increasing body, as DVID's labelsz ranks
+    them), from rank ``offset``, at most ``limit``. From all the elements at this version and
+    the bodies under them, so exact after any edit (and as slow as reading every element)."""
+    segmentation = _segmentation(h)
+    with bulk():
+        points = [e["Pos"] for _, value in await _every_block(h)
+                  for e in decode_elements(value) if e["Kind"] in kinds]
+    if not points:
+        return []
+    found = await labels_at(segmentation, np.array(points, np.int64))
+    bodies, counts = np.unique(found[found != 0], return_counts=True)
+    order = np.lexsort((bodies, -counts))
+    order = order[counts[order] >= at_least][offset:None if limit is None else offset + limit]
+    return list(zip(bodies[order].tolist(), counts[order].tolist(), strict=True))
 
 
 async def tagged(h: DataHandle, tag: str, *, relationships: bool = False) -> bytes:
