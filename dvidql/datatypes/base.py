@@ -130,6 +130,15 @@ class DataHandle:
         version, lineage = self.repos.data_version(self.repo, self.node, instance)
         return replace(self, instance=instance, version=version, lineage=lineage, scale=0)
 
+    def followed(self, what: str) -> DataHandle:
+        """The instance this one follows (its ``Sync`` setting, set by POST sync); ``what``
+        names the kind it should be, for the error when it follows none."""
+        name = self.instance.settings.get("Sync", "")
+        if not name:
+            raise BadRequest(f"{self.instance.name!r} follows no {what}: POST sync "
+                             f'{{"sync": "<{what}>"}} first')
+        return self.sibling(name)
+
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[Txn]:
         """A transaction for a mutation, refused on committed versions (unversioned

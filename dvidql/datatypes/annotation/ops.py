@@ -423,20 +423,12 @@ def check_sync(h: DataHandle, segmentation: Instance) -> None:
                          "(create the annotation instance with its BlockSize)")
 
 
-def _segmentation(h: DataHandle) -> DataHandle:
-    name = h.instance.settings.get("Sync", "")
-    if not name:
-        raise BadRequest(f"{h.instance.name!r} follows no segmentation: POST sync "
-                         '{"sync": "<labelmap instance>"} first')
-    return h.sibling(name)
-
-
 async def body_elements(h: DataHandle, body: int) -> list[Element]:
     """The elements (with relationships) lying in a body of the synced segmentation. Found
     from the segmentation's exact label index, at the same version: the elements of the
     body's blocks whose supervoxel is one of the body's, so the answer reflects every merge,
     cleave, split or write the moment it is made. Call within :func:`bulk`."""
-    segmentation = _segmentation(h)
+    segmentation = h.followed("labelmap instance")
     (index,) = await indices_of(segmentation, [body])
     if index is None or not body:
         return []
@@ -470,8 +462,8 @@ async def partners(h: DataHandle, body: int) -> list[tuple[int, int, int]]:
                  if r["Rel"] == rel] for kind, rel in targets.items()]
     if not ends[0] and not ends[1]:
         return []
-    found = await labels_at(_segmentation(h), np.array(ends[0] + ends[1],
-                                                       np.int64).reshape(-1, 3))
+    points = np.array(ends[0] + ends[1], np.int64).reshape(-1, 3)
+    found = await labels_at(h.followed("labelmap instance"), points)
     split = len(ends[0])  # found[:split] are outgoing, the rest incoming
     ids, inverse = np.unique(found, return_inverse=True)
     inverse = inverse.reshape(-1)
@@ -489,7 +481,7 @@ async def ranked_bodies(h: DataHandle, kinds: Collection[str], *, at_least: int 
     elements of ``kinds``, most first (ties by increasing body, as DVID's labelsz ranks
     them), from rank ``offset``, at most ``limit``. From all the elements at this version and
     the bodies under them, so exact after any edit (and as slow as reading every element)."""
-    segmentation = _segmentation(h)
+    segmentation = h.followed("labelmap instance")
     with bulk():
         points = [e["Pos"] for _, value in await _every_block(h)
                   for e in decode_elements(value) if e["Kind"] in kinds]

@@ -34,18 +34,10 @@ def check_sync(instance: Instance) -> None:
                          f"{instance.type_name}")
 
 
-def _annotations(h: DataHandle) -> DataHandle:
-    name = h.instance.settings.get("Sync", "")
-    if not name:
-        raise BadRequest(f"{h.instance.name!r} follows no annotation instance: POST sync "
-                         '{"sync": "<annotation instance>"} first')
-    return h.sibling(name)
-
-
 async def counts(h: DataHandle, labels: Sequence[int], index_type: str) -> list[int]:
     """How many elements of the index type each body holds."""
     kinds = kinds_of(index_type)
-    annotations = _annotations(h)
+    annotations = h.followed("annotation instance")
     out = []
     for label in labels:
         with bulk():
@@ -58,5 +50,6 @@ async def ranked(h: DataHandle, index_type: str, *, at_least: int = 1, offset: i
                  limit: int | None = None) -> list[tuple[int, int]]:
     """(body, count) of the bodies holding at least ``at_least`` elements of the index
     type, most first (see :func:`dvidql.datatypes.annotation.ops.ranked_bodies`)."""
-    return await annotation_ops.ranked_bodies(_annotations(h), kinds_of(index_type),
+    annotations = h.followed("annotation instance")
+    return await annotation_ops.ranked_bodies(annotations, kinds_of(index_type),
                                               at_least=at_least, offset=offset, limit=limit)
