@@ -140,8 +140,13 @@ class PostgresMetaStore(MetaStore):
         except _DOWN as exc:
             raise self._unavailable(what, exc) from exc
 
-    def _unavailable(self, what: str, exc: BaseException) -> Unavailable:
+    def _unavailable(self, what: str, exc: BaseException, *,
+                     committing: bool = False) -> Unavailable:
         reason = str(exc) or type(exc).__name__
+        if committing:  # the COMMIT was sent: whether it took is unknown here
+            return Unavailable(f"PostgreSQL at {self.where} went away while committing "
+                               f"({reason}); the change may or may not be stored: read it "
+                               "back before retrying when the database is back")
         return Unavailable(f"PostgreSQL at {self.where} is unreachable ({what}: {reason}); "
                            "the request changed nothing, retry when the database is back")
 
@@ -183,14 +188,16 @@ class PostgresMetaStore(MetaStore):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Txn]:  # type: ignore[override]
         async with self._local_writer:
+            committing = False
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", _WRITE_LOCK)
                     txn = _PgTxn(conn)
                     yield txn
                     await txn.apply()
+                    committing = True  # all that is left is the COMMIT on leaving
             except _DOWN as exc:
-                raise self._unavailable("write", exc) from exc
+                raise self._unavailable("write", exc, committing=committing) from exc
 
     async def close(self) -> None:
         await self.pool.close()
