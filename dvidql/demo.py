@@ -31,6 +31,7 @@ DEMO_ALIAS = "demo"
 GRAYSCALE = "grayscale"
 SEGMENTATION = "segmentation"
 SYNAPSES = "synapses"
+SYNAPSE_COUNTS = "synapse-counts"
 SYNAPSE_COUNT = 400  # T-bars, each with one or two partners
 SPLIT_EVERY = 5  # cells 5, 10, 15... keep their two supervoxels as two bodies
 VOLUME_SIZE = 256
@@ -167,9 +168,15 @@ def demo_synapses(cells: np.ndarray, count: int = SYNAPSE_COUNT, seed: int = 1
 
 async def _synapses(service: Service, root: str, cells: np.ndarray) -> None:
     """:func:`demo_synapses` in an annotation instance at the root version, in the
-    segmentation's 64^3 blocks."""
+    segmentation's 64^3 blocks and following it, ranked by a labelsz instance."""
     repo, node = service.repos.resolve(root)
     await service.create_instance(ADMIN, repo, node, {
         "typename": "annotation", "dataname": SYNAPSES, "BlockSize": "64,64,64"})
     handle = service.handle(root, SYNAPSES, ADMIN, write=True)
     await annotation_ops.post_elements(handle, demo_synapses(cells), DEMO_MOD)
+    # bodies' synapses, partners and rankings follow the segmentation
+    await service.set_instance_settings(ADMIN, repo, SYNAPSES, {"Sync": SEGMENTATION})
+    await service.create_instance(ADMIN, service.repos.repos[repo.repo_id], node, {
+        "typename": "labelsz", "dataname": SYNAPSE_COUNTS})
+    await service.set_instance_settings(ADMIN, service.repos.repos[repo.repo_id],
+                                        SYNAPSE_COUNTS, {"Sync": SYNAPSES})

@@ -162,3 +162,7 @@ def test_demo_synapses_cross_bodies(demo: httpx.Client, cells: np.ndarray) -> No
             assert back["Kind"] == "PostSyn" and back["Rels"][0]["To"] == e["Pos"]
     tagged = demo.get("/api/node/:master/synapses/tag/demo").json()
     assert len(tagged) == len(elements)
+    top = demo.get("/api/node/:master/synapse-counts/top/1/AllSyn").json()
+    body, count = top[0]["Label"], top[0]["AllSyn"]
+    in_body = demo.get(f"/api/node/:master/synapses/label/{body}").json()
+    assert len(in_body) == count > 0
