@@ -7,20 +7,24 @@ from starlette.responses import Response
 
 from dvidql.codec.annotation import parse_blocks, parse_elements
 from dvidql.datatypes.annotation import ops
-from dvidql.datatypes.base import DataHandle, ModInfo
+from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.voxels import Box, Point, parse_point
 from dvidql.errors import BadRequest
-from dvidql.rest.common import TypeRoute, json_response, post_sync, read_body
+from dvidql.rest.common import (
+    TypeRoute,
+    flag,
+    json_response,
+    mod_info,
+    mutation_response,
+    post_sync,
+    read_body,
+)
 from dvidql.rest.roi import roi_handle
 
 __all__ = ["routes"]
 
 _JSON = "application/json"
 
-
-def _mod(request: Request) -> ModInfo:
-    """Who asks for a mutation: DVID's ``u=`` and ``app=``."""
-    return ModInfo(request.query_params.get("u", ""), request.query_params.get("app", ""))
 
 
 def _point(text: str, what: str) -> Point:
@@ -31,13 +35,10 @@ def _box(size: str, offset: str) -> Box:
     return Box(_point(offset, "offset"), _point(size, "size"))
 
 
-def _mutated(mutation_id: int) -> Response:
-    return Response(headers={"X-Mutation-Id": str(mutation_id)})
-
 
 async def post_elements(request: Request, h: DataHandle) -> Response:
     elements = parse_elements(await read_body(request))
-    return _mutated(await ops.post_elements(h, elements, _mod(request)))
+    return mutation_response(await ops.post_elements(h, elements, mod_info(request)))
 
 
 async def get_elements(request: Request, h: DataHandle, size: str, offset: str) -> Response:
@@ -45,13 +46,13 @@ async def get_elements(request: Request, h: DataHandle, size: str, offset: str) 
 
 
 async def delete_element(request: Request, h: DataHandle, point: str) -> Response:
-    return _mutated(await ops.delete_element(h, _point(point, "element position"),
-                                             _mod(request)))
+    return mutation_response(await ops.delete_element(h, _point(point, "element position"),
+                                             mod_info(request)))
 
 
 async def move_element(request: Request, h: DataHandle, src: str, dst: str) -> Response:
-    return _mutated(await ops.move_element(h, _point(src, "from position"),
-                                           _point(dst, "to position"), _mod(request)))
+    return mutation_response(await ops.move_element(h, _point(src, "from position"),
+                                           _point(dst, "to position"), mod_info(request)))
 
 
 async def get_blocks(request: Request, h: DataHandle, size: str, offset: str) -> Response:
@@ -60,22 +61,16 @@ async def get_blocks(request: Request, h: DataHandle, size: str, offset: str) ->
 
 async def post_blocks(request: Request, h: DataHandle) -> Response:
     blocks = parse_blocks(await read_body(request), ops.block_size(h.instance))
-    return _mutated(await ops.post_blocks(h, blocks, _mod(request)))
+    return mutation_response(await ops.post_blocks(h, blocks, mod_info(request)))
 
 
 async def all_elements(request: Request, h: DataHandle) -> Response:
     return Response(await ops.all_blocks(h), media_type=_JSON)
 
 
-def _relationships(request: Request) -> bool:
-    flag = request.query_params.get("relationships", "false").lower()
-    if flag not in ("true", "false", "1", "0"):
-        raise BadRequest(f"relationships must be true or false, not {flag!r}")
-    return flag in ("true", "1")
-
 
 async def tag(request: Request, h: DataHandle, tag: str) -> Response:
-    body = await ops.tagged(h, tag, relationships=_relationships(request))
+    body = await ops.tagged(h, tag, relationships=flag(request, "relationships"))
     return Response(body, media_type=_JSON)
 
 
@@ -86,7 +81,7 @@ async def sync(request: Request, h: DataHandle) -> Response:
 async def body_elements(request: Request, h: DataHandle, label: str) -> Response:
     if not label.isdigit() or int(label) >= 2**64:
         raise BadRequest(f"label must be an integer from 0 to 2^64-1, not {label!r}")
-    body = await ops.in_body(h, int(label), relationships=_relationships(request))
+    body = await ops.in_body(h, int(label), relationships=flag(request, "relationships"))
     return Response(body, media_type=_JSON)
 
 

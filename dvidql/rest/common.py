@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dvidql.codec.jsonbody import decode_json
-from dvidql.datatypes.base import DataHandle
+from dvidql.datatypes.base import DataHandle, ModInfo
 from dvidql.errors import BadRequest, DvidqlError, PayloadTooLarge
 from dvidql.service import Caller, Service
 from dvidql.versions.dag import Instance
@@ -22,8 +22,11 @@ __all__ = [
     "TypeRoute",
     "caller",
     "error_response",
+    "flag",
     "json_body",
     "json_response",
+    "mod_info",
+    "mutation_response",
     "post_sync",
     "read_body",
     "service",
@@ -105,6 +108,26 @@ async def json_body(request: Request, *, required: bool = False) -> dict[str, An
 
 def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def mutation_response(mutation_id: int) -> Response:
+    """The answer to a write: its mutation id in DVID's header."""
+    return Response(headers={"X-Mutation-Id": str(mutation_id)})
+
+
+def mod_info(request: Request) -> ModInfo:
+    """Who asks for a mutation: DVID's ``u=`` and ``app=``."""
+    return ModInfo(request.query_params.get("u", ""), request.query_params.get("app", ""))
+
+
+def flag(request: Request, name: str, default: bool = False) -> bool:
+    """A true/false (or 1/0) query option; anything else is refused."""
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise BadRequest(f"{name} must be true or false, not {value!r}")
+    return value.lower() in ("true", "1")
 
 
 async def post_sync(request: Request, h: DataHandle, check: Callable[[Instance], None]

@@ -35,6 +35,7 @@ from dvidql.rest.common import (
     caller,
     json_body,
     json_response,
+    mutation_response,
     read_body,
     service,
 )
@@ -49,9 +50,6 @@ _OCTET = "application/octet-stream"
 def _throttle(request: Request) -> AbstractAsyncContextManager[None]:
     return service(request).throttle(request.query_params.get("throttle") == "true")
 
-
-def _mutation(mutation_id: int) -> Response:
-    return Response(headers={"X-Mutation-Id": str(mutation_id)})
 
 
 def _attenuation(request: Request) -> int | None:
@@ -120,10 +118,10 @@ async def _post_raw(request: Request, h: DataHandle, geometry: Geometry,
     async with _throttle(request):
         inside = await mask_option(request, h, box)
         if inside is None:
-            return _mutation(await ops.write_box(h, box, volume))
+            return mutation_response(await ops.write_box(h, box, volume))
         # as DVID: only the blocks within the ROI are written
         blocks = split_blocks_within(volume, box, layout(h.instance).block, inside)
-        return _mutation(await ops.write_blocks(h, blocks)) if blocks else Response()
+        return mutation_response(await ops.write_blocks(h, blocks)) if blocks else Response()
 
 
 async def get_isotropic(request: Request, h: DataHandle, dims: str, size: str, offset: str,
@@ -218,7 +216,7 @@ async def blocks(request: Request, h: DataHandle, coord: str, span: str) -> Resp
             raise BadRequest(f"{count} blocks of {'x'.join(map(str, lay.block))} uint8 voxels "
                              f"need {count * lay.block_voxels} bytes, the body has {len(body)}")
         arrays = np.frombuffer(body, np.uint8).reshape(count, *lay.block_shape)
-        return _mutation(await ops.write_blocks(h, list(zip(coords, arrays, strict=True))))
+        return mutation_response(await ops.write_blocks(h, list(zip(coords, arrays, strict=True))))
     voxels = await ops.decode_stored(h, await ops.read_stored(h, coords))
     out = np.full((count, *lay.block_shape), lay.background, np.uint8)
     for i, v in enumerate(voxels):
@@ -252,7 +250,7 @@ async def post_extents(request: Request, h: DataHandle) -> Response:
             raise BadRequest(f'{name} must be three integers: {{"MinPoint": [0,0,0], '
                              '"MaxPoint": [511,511,511]}')
         points.append(parse_point("_".join(map(str, value)), 3, name))
-    return _mutation(await ops.set_extents(h, points[0], points[1]))
+    return mutation_response(await ops.set_extents(h, points[0], points[1]))
 
 
 async def post_resolution(request: Request, h: DataHandle) -> Response:

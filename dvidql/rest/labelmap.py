@@ -27,7 +27,7 @@ from dvidql.codec.labeltransfer import (
 )
 from dvidql.codec.serialization import gzip_bytes
 from dvidql.codec.sparsevol import decode_rles, encode_blocks, encode_rles, encode_srles
-from dvidql.datatypes.base import DataHandle, ModInfo
+from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk import ops as volume_ops
 from dvidql.datatypes.labelmap import bodies, edits, history, model, ops
@@ -44,7 +44,15 @@ from dvidql.datatypes.voxels import (
     split_blocks_within,
 )
 from dvidql.errors import BadRequest, NotFound
-from dvidql.rest.common import TypeRoute, caller, json_response, read_body, service
+from dvidql.rest.common import (
+    TypeRoute,
+    caller,
+    flag,
+    json_response,
+    mod_info,
+    read_body,
+    service,
+)
 from dvidql.rest.roi import mask_option
 from dvidql.versions.dag import Node
 
@@ -53,14 +61,6 @@ __all__ = ["routes"]
 _OCTET = "application/octet-stream"
 _LE = np.dtype("<u8")
 
-
-def _flag(request: Request, name: str, default: bool = False) -> bool:
-    value = request.query_params.get(name)
-    if value is None:
-        return default
-    if value.lower() not in ("true", "false", "1", "0"):
-        raise BadRequest(f"{name} must be true or false, not {value!r}")
-    return value.lower() in ("true", "1")
 
 
 def _scale(request: Request, h: DataHandle) -> DataHandle:
@@ -82,12 +82,8 @@ def _read_options(request: Request, h: DataHandle, *, stream: bool = False
     if compression and not stream and compression not in READ_TRANSFERS:
         raise BadRequest(f"compression must be one of {', '.join(READ_TRANSFERS)} (or absent "
                          f"for packed uint64 voxels), not {compression!r}")
-    return _scale(request, h), _flag(request, "supervoxels")
+    return _scale(request, h), flag(request, "supervoxels")
 
-
-def _mod(request: Request) -> ModInfo:
-    """Who asks for a mutation: DVID's ``u=`` and ``app=``."""
-    return ModInfo(request.query_params.get("u", ""), request.query_params.get("app", ""))
 
 
 def _label(text: str, what: str = "label") -> int:
@@ -152,12 +148,12 @@ async def _post_raw(request: Request, h: DataHandle, geometry: Geometry) -> Resp
         volume = np.frombuffer(body, _LE).reshape(box.shape).astype(np.uint64, copy=False)
     inside = await mask_option(request, h, box)
     if inside is None:
-        mutation_id = await ops.write_label_box(h, box, volume, _mod(request))
+        mutation_id = await ops.write_label_box(h, box, volume, mod_info(request))
     else:  # as DVID: only the blocks within the ROI are written
         blocks = split_blocks_within(volume, box, layout(h.instance).block, inside)
         if not blocks:
             return Response()
-        mutation_id = await ops.write_label_blocks(h, blocks, _mod(request))
+        mutation_id = await ops.write_label_blocks(h, blocks, mod_info(request))
     return Response(headers={"X-Mutation-Id": str(mutation_id)})
 
 
@@ -200,8 +196,8 @@ async def post_blocks(request: Request, h: DataHandle) -> Response:
     block; every block is checked before any is written, and all land in one transaction.
     At scale 0 indices are kept unless ``noindexing=true`` and lower scales computed unless
     ``downres=false``; a lower scale's blocks are stored as given."""
-    return await _ingest_stream(request, h, index=not _flag(request, "noindexing"),
-                                downres=_flag(request, "downres", default=True))
+    return await _ingest_stream(request, h, index=not flag(request, "noindexing"),
+                                downres=flag(request, "downres", default=True))
 
 
 async def post_downres(request: Request, h: DataHandle) -> Response:
@@ -221,7 +217,7 @@ async def ingest_supervoxels(request: Request, h: DataHandle) -> Response:
 async def _ingest_stream(request: Request, h: DataHandle, *, index: bool,
                          downres: bool) -> Response:
     h = _scale(request, h)
-    if h.scale and _flag(request, "downres"):
+    if h.scale and flag(request, "downres"):
         raise BadRequest("downres=true computes lower scales from scale 0; post scale 0")
     try:
         records = decode_block_stream(await read_body(request))
@@ -230,7 +226,7 @@ async def _ingest_stream(request: Request, h: DataHandle, *, index: bool,
     if not records:
         raise BadRequest("the block stream holds no blocks")
     index = index and not h.scale
-    mutation_id = await ops.ingest_compressed(h, records, _mod(request), index=index,
+    mutation_id = await ops.ingest_compressed(h, records, mod_info(request), index=index,
                                               downres=downres and not h.scale)
     return Response(headers={"X-Mutation-Id": str(mutation_id)})
 
@@ -285,7 +281,7 @@ async def index(request: Request, h: DataHandle, label: str) -> Response:
     if "mutid" in request.query_params:
         raise BadRequest("index as of an earlier mutation (mutid=) is not kept by this server")
     (found,) = await _with_lastmod(h, [await bodies.index_of(h, body)])
-    if _flag(request, "metadata-only"):
+    if flag(request, "metadata-only"):
         return json_response({"num_voxels": found.num_voxels, "last_mutid": found.last_mutid,
                               "last_mod_time": found.last_mod_time,
                               "last_mod_user": found.last_mod_user,
@@ -305,7 +301,7 @@ def _decode_index(raw: bytes, label: int) -> LabelIndex:
 
 
 async def _store_indices(request: Request, h: DataHandle, indices: list[LabelIndex]) -> Response:
-    mutation_id = await edits.store_indices(h, indices, _mod(request))
+    mutation_id = await edits.store_indices(h, indices, mod_info(request))
     return Response(headers={"X-Mutation-Id": str(mutation_id)})
 
 
@@ -332,14 +328,14 @@ async def indices(request: Request, h: DataHandle) -> Response:
 
 
 async def size(request: Request, h: DataHandle, label: str) -> Response:
-    found = await bodies.index_of(h, _label(label), supervoxels=_flag(request, "supervoxels"))
+    found = await bodies.index_of(h, _label(label), supervoxels=flag(request, "supervoxels"))
     return json_response({"voxels": found.num_voxels})
 
 
 async def sizes(request: Request, h: DataHandle) -> Response:
     labels = _label_list(await _hashed_body(request), "a JSON list of labels")
     return json_response(await bodies.label_sizes(h, labels,
-                                                  supervoxels=_flag(request, "supervoxels")))
+                                                  supervoxels=flag(request, "supervoxels")))
 
 
 async def supervoxels(request: Request, h: DataHandle, label: str) -> Response:
@@ -352,7 +348,7 @@ async def supervoxel_sizes(request: Request, h: DataHandle, label: str) -> Respo
 
 
 async def sparsevol_size(request: Request, h: DataHandle, label: str) -> Response:
-    found = await bodies.index_of(h, _label(label), supervoxels=_flag(request, "supervoxels"))
+    found = await bodies.index_of(h, _label(label), supervoxels=flag(request, "supervoxels"))
     lo, hi = bodies.block_extent(found, layout(h.instance).block)
     return json_response({"voxels": found.num_voxels, "numblocks": len(np.unique(found.blocks)),
                           "minvoxel": lo, "maxvoxel": hi})
@@ -379,7 +375,7 @@ async def sparsevol(request: Request, h: DataHandle, label: str) -> Response:
 
 
 async def sparsevol_by_point(request: Request, h: DataHandle, point: str) -> Response:
-    supervoxels = _flag(request, "supervoxels")
+    supervoxels = flag(request, "supervoxels")
     found = await ops.label_at(h, parse_point(point, 3, "point"), supervoxels=supervoxels)
     if not found:
         raise NotFound(f"no label at point {point}")
@@ -421,7 +417,7 @@ async def _sparsevol(request: Request, h: DataHandle, label: int) -> Response:
 
 
 async def sparsevol_coarse(request: Request, h: DataHandle, label: str) -> Response:
-    supervoxels = _flag(request, "supervoxels")
+    supervoxels = flag(request, "supervoxels")
     found = await bodies.index_of(h, _label(label), supervoxels=supervoxels)
     runs = bodies.coarse_runs(found, _bounds(request), layout(h.instance).block)
     if not len(runs):
@@ -439,7 +435,7 @@ async def listlabels(request: Request, h: DataHandle) -> Response:
     number = _label(params.get("number", str(_MAX_LIST)), "number")
     if number > _MAX_LIST:
         raise BadRequest(f"number must be at most {_MAX_LIST}")
-    with_sizes = _flag(request, "sizes")
+    with_sizes = flag(request, "sizes")
     found = [(label, 0 if i is None else i.num_voxels) async for label, i in
              bodies.labels_in_order(h, start, number, with_index=with_sizes)]
     columns = np.array(found, np.uint64).reshape(-1, 2)
@@ -475,7 +471,7 @@ async def mappings(request: Request, h: DataHandle) -> Response:
             posted = decode_mapping_ops(await read_body(request))
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        mutation_id = await edits.store_mappings(h, posted, _mod(request))
+        mutation_id = await edits.store_mappings(h, posted, mod_info(request))
         return Response(headers={"X-Mutation-Id": str(mutation_id)})
     pairs = await model.all_mappings(h)
     if request.query_params.get("format") == "binary":
@@ -491,7 +487,7 @@ async def maxlabel(request: Request, h: DataHandle, value: str | None = None) ->
     label = _label(value or "", "max label")
     if not 0 < label <= _SETTABLE_MAX:
         raise BadRequest(f"max label must be from 1 to 2^48, not {label}")
-    mutation_id = await edits.raise_max_label(h, label, _mod(request))
+    mutation_id = await edits.raise_max_label(h, label, mod_info(request))
     return Response(headers={"X-Mutation-Id": str(mutation_id)})
 
 
@@ -504,7 +500,7 @@ async def nextlabel(request: Request, h: DataHandle, count: str | None = None) -
     wanted = _label(count or "", "count")
     if not 0 < wanted <= _SETTABLE_MAX:
         raise BadRequest(f"count must be from 1 to 2^48, not {wanted}")
-    start, _ = await edits.reserve_labels(h, wanted, _mod(request))
+    start, _ = await edits.reserve_labels(h, wanted, mod_info(request))
     return json_response({"start": start, "end": start + wanted - 1})
 
 
@@ -512,13 +508,13 @@ async def nextlabel(request: Request, h: DataHandle, count: str | None = None) -
 
 async def merge(request: Request, h: DataHandle) -> Response:
     labels = _label_list(await read_body(request), "a JSON list [target, merged1, ...]")
-    mutation_id = await edits.merge(h, labels, _mod(request))
+    mutation_id = await edits.merge(h, labels, mod_info(request))
     return json_response({"MutationID": mutation_id})
 
 
 async def cleave(request: Request, h: DataHandle, label: str) -> Response:
     svs = _label_list(await read_body(request), "a JSON list of supervoxels to cleave")
-    new, mutation_id = await edits.cleave(h, _label(label), svs, _mod(request))
+    new, mutation_id = await edits.cleave(h, _label(label), svs, mod_info(request))
     return json_response({"CleavedLabel": new, "MutationID": mutation_id})
 
 
@@ -526,7 +522,7 @@ async def renumber(request: Request, h: DataHandle) -> Response:
     labels = _label_list(await read_body(request), "a JSON list [new1, old1, new2, old2, ...]",
                          pairs=True)
     pairs = list(zip(labels[::2], labels[1::2], strict=True))
-    mutation_id = await edits.renumber(h, pairs, _mod(request))
+    mutation_id = await edits.renumber(h, pairs, mod_info(request))
     return json_response({"MutationID": mutation_id})
 
 
@@ -542,7 +538,7 @@ def _split_runs(h: DataHandle, body: bytes) -> np.ndarray:
 async def split(request: Request, h: DataHandle, label: str) -> Response:
     runs = _split_runs(h, await read_body(request))
     new, mutation_id = await split_ops.split_body(
-        h, _label(label), runs, _mod(request), downres=_flag(request, "downres", default=True))
+        h, _label(label), runs, mod_info(request), downres=flag(request, "downres", default=True))
     return json_response({"label": new, "MutationID": mutation_id})
 
 
@@ -550,10 +546,10 @@ async def split_supervoxel(request: Request, h: DataHandle, label: str) -> Respo
     runs = _split_runs(h, await read_body(request))
     params = request.query_params
     split_id, remain_id, mutation_id = await split_ops.split_supervoxel(
-        h, _label(label), runs, _mod(request),
+        h, _label(label), runs, mod_info(request),
         split_id=_label(params.get("split", "0"), "split"),
         remain_id=_label(params.get("remain", "0"), "remain"),
-        downres=_flag(request, "downres", default=True))
+        downres=flag(request, "downres", default=True))
     return json_response({"SplitSupervoxel": split_id, "RemainSupervoxel": remain_id,
                           "MutationID": mutation_id})
 
@@ -591,7 +587,7 @@ async def set_nextlabel(request: Request, h: DataHandle, label: str) -> Response
     ceiling = request.query_params.get("ceiling")
     mutation_id = await edits.set_next_label(
         h, _label(label), None if ceiling is None else _label(ceiling, "ceiling"),
-        _mod(request))
+        mod_info(request))
     return Response(headers={"X-Mutation-Id": str(mutation_id)})
 
 

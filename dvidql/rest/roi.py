@@ -14,7 +14,14 @@ from dvidql.datatypes.roi import ops
 from dvidql.datatypes.roi.spans import parse_points, parse_spans
 from dvidql.datatypes.voxels import Box, parse_geometry
 from dvidql.errors import BadRequest
-from dvidql.rest.common import TypeRoute, caller, json_response, read_body, service
+from dvidql.rest.common import (
+    TypeRoute,
+    caller,
+    json_response,
+    mutation_response,
+    read_body,
+    service,
+)
 
 __all__ = ["mask_option", "roi_handle", "routes"]
 
@@ -27,15 +34,12 @@ async def _list(request: Request, shape: str) -> list[object]:
     return decode_json(await read_body(request), list, shape)
 
 
-def _mutation(mutation_id: int) -> Response:
-    return Response(headers={"X-Mutation-Id": str(mutation_id)})
-
 
 async def roi(request: Request, h: DataHandle) -> Response:
     if request.method == "POST":
-        return _mutation(await ops.add(h, parse_spans(await _list(request, _SPANS))))
+        return mutation_response(await ops.add(h, parse_spans(await _list(request, _SPANS))))
     if request.method == "DELETE":
-        return _mutation(await ops.delete(h))
+        return mutation_response(await ops.delete(h))
     return json_response((await ops.read_spans(h)).tolist())
 
 
