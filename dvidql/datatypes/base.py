@@ -8,7 +8,7 @@ resolved at one version, so REST handlers and GraphQL resolvers share one implem
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -148,6 +148,14 @@ class DataHandle:
                 txn, self.node, bypass=self.bypass_lock or not self.instance.versioned
             )
             yield txn
+
+    async def records(self, versions: Collection[str] | None, since: int = 0,
+                      limit: int | None = None) -> list[dict[str, Any]]:
+        """This instance's log records made at ``versions`` (any if None) above mutation id
+        ``since``, oldest first, at most ``limit``: a scan of the instance's log index."""
+        return await mutation_log.read_instance(self.kv.meta, self.repo.repo_id,
+                                                self.instance.data_uuid, since=since,
+                                                limit=limit, versions=versions)
 
     async def log(self, txn: Txn, record: dict[str, Any]) -> int:
         """Append the mutation's record in its own transaction; returns the mutation id."""

@@ -15,7 +15,7 @@ from dvidql.codec.labelindex import LabelIndex
 from dvidql.codec.sparsevol import decode_rles
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.imageblk import layout
-from dvidql.datatypes.labelmap import LabelmapType, bodies, edits, history, model
+from dvidql.datatypes.labelmap import LabelmapType, bodies, edits, model
 from dvidql.datatypes.labelmap import split as split_ops
 from dvidql.errors import BadRequest
 
@@ -160,7 +160,7 @@ async def mutations(h: DataHandle, since: int, limit: int) -> list[dict[str, Any
     versions = None
     if h.instance.versioned:
         versions = {h.repo.nodes[v].uuid for v in h.repo.lineage(h.node.version_id).members}
-    return await history.records(h, versions, since, limit)
+    return await h.records(versions, since, limit)
 
 
 # ----- edits -----------------------------------------------------------------------------------

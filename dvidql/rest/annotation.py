@@ -16,6 +16,7 @@ from dvidql.rest.common import (
     json_response,
     mod_info,
     mutation_response,
+    mutations,
     post_sync,
     read_body,
 )
@@ -121,4 +122,6 @@ routes = [
               "elements (with relationships) inside a roi instance: roi/<name>[,<uuid>]"),
     TypeRoute("/scan", frozenset({"GET"}), scan,
               "counts and relationships pointing at no element (JSON)"),
+    TypeRoute("/mutations", frozenset({"GET"}), mutations,
+              "this version's log records (JSON), mod-elements ones included"),
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "json_response",
     "mod_info",
     "mutation_response",
+    "mutations",
     "post_sync",
     "read_body",
     "service",
@@ -180,3 +181,8 @@ def string_list(body: dict[str, Any], name: str) -> list[str]:
         raise BadRequest(f"field {name!r} must be a list of strings")
     return value
 
+
+
+async def mutations(request: Request, h: DataHandle) -> Response:
+    """``GET mutations``: the instance's log records made at this version, oldest first."""
+    return json_response(await h.records({h.node.uuid}))

@@ -50,6 +50,7 @@ from dvidql.rest.common import (
     flag,
     json_response,
     mod_info,
+    mutations,
     read_body,
     service,
 )
@@ -593,11 +594,6 @@ async def set_nextlabel(request: Request, h: DataHandle, label: str) -> Response
 
 async def supervoxel_splits(request: Request, h: DataHandle) -> Response:
     return json_response(await history.supervoxel_splits(h))
-
-
-async def mutations(request: Request, h: DataHandle) -> Response:
-    """This instance's log records at this version, oldest first."""
-    return json_response(await history.records(h, {h.node.uuid}))
 
 
 def _reads(request: Request) -> bool:

@@ -77,37 +77,93 @@ def synced(client: httpx.Client, root: str) -> tuple[str, Model]:
     return root, Model(svs.copy(), [list(p) for p in points])
 
 
+class Log:
+    """Reads the annotation instance's ``mod-elements`` records made since the last look and
+    compares them with the model's bodies before and after."""
+
+    def __init__(self, client: httpx.Client, uuid: str, model: Model) -> None:
+        self.client, self.uuid, self.model = client, uuid, model
+        self.seen = len(self._records())
+        self.bodies = self._snapshot()
+
+    def _records(self) -> list[dict]:
+        return ok(self.client.get(url(self.uuid, "syn", "mutations"))).json()
+
+    def _snapshot(self) -> dict[tuple[int, ...], tuple[int, str]]:
+        return {tuple(p): (self.model.body_of(p), "PostSyn" if i % 3 else "PreSyn")
+                for i, p in enumerate(self.model.points)}
+
+    def check(self, cause: str) -> None:
+        """The records since the last check: one ``mod-elements`` record caused by a
+        ``cause`` mutation of "seg", listing exactly the elements whose body changed (none,
+        and no record, if no element did)."""
+        records = self._records()
+        fresh, self.seen = records[self.seen:], len(records)
+        now = self._snapshot()
+        moved = {p: (self.bodies[p], now[p]) for p in now
+                 if p in self.bodies and self.bodies[p][0] != now[p][0]}
+        self.bodies = now
+        if not moved:
+            assert [r for r in fresh if r["Action"] == "mod-elements"] == []
+            return
+        (record,) = [r for r in fresh if r["Action"] == "mod-elements"]
+        assert record["Cause"]["DataName"] == "seg" and record["Cause"]["Action"] == cause
+        assert record["Cause"]["MutationID"] < record["MutationID"]
+        assert record["User"] == "tester"
+        want_del = sorted((old[0], old[1], p) for p, (old, _) in moved.items() if old[0])
+        want_add = sorted((new[0], new[1], p) for p, (_, new) in moved.items() if new[0])
+        for key, want in (("Del", want_del), ("Add", want_add)):
+            got = sorted((e["Label"], e["Kind"], tuple(e["Pos"])) for e in record[key])
+            assert got == want, key
+
+
 def test_bodies_follow_every_edit(client: httpx.Client, synced: tuple[str, Model]) -> None:
     root, model = synced
     check(client, root, model)
     with_rels = ok(client.get(url(root, "syn", "label/1?relationships=true"))).json()
     assert any(e["Rels"] for e in with_rels)
+    log = Log(client, root, model)
+    user = {"u": "tester"}
 
-    ok(client.post(url(root, "seg", "merge"), json=[1, 2, 6]))
+    ok(client.post(url(root, "seg", "merge"), json=[1, 2, 6], params=user))
     model.mapping.update({2: 1, 6: 1})
     check(client, root, model)
+    log.check("merge")
 
-    cleaved = ok(client.post(url(root, "seg", "cleave/1"), json=[6])).json()["CleavedLabel"]
+    cleaved = ok(client.post(url(root, "seg", "cleave/1"), json=[6],
+                             params=user)).json()["CleavedLabel"]
     model.mapping[6] = cleaved
     check(client, root, model)
+    log.check("cleave")
 
     region = np.zeros(SHAPE, bool)  # part of supervoxel 3 (x 64..95, y 0..31)
     region[:, :20, 64:80] = True
-    new = ok(client.post(url(root, "seg", "split/3"),
+    new = ok(client.post(url(root, "seg", "split/3"), params=user,
                          content=encode_rles(mask_runs(region)))).json()["label"]
     fresh = int(model.svs.max()) + 1000  # a supervoxel id the model alone uses
     model.svs[region] = fresh
     model.mapping[fresh] = new
     check(client, root, model)
+    log.check("split")
 
-    ok(client.post(url(root, "seg", "renumber"), json=[500, 4]))
+    region = np.zeros(SHAPE, bool)  # part of supervoxel 5: its body stays the same
+    region[:, 32:40, :10] = True
+    ok(client.post(url(root, "seg", "split-supervoxel/5"), params=user,
+                   content=encode_rles(mask_runs(region))))
+    check(client, root, model)
+    log.check("split-supervoxel")
+
+    ok(client.post(url(root, "seg", "renumber"), json=[500, 4], params=user))
     model.mapping[4] = 500
     check(client, root, model)
+    log.check("renumber")
 
     block = np.full((BLOCK, BLOCK, BLOCK), 77, np.uint64)  # overwrite the first block
-    ok(client.post(url(root, "seg", "raw/0_1_2/64_64_64/0_0_0"), content=block.tobytes()))
+    ok(client.post(url(root, "seg", "raw/0_1_2/64_64_64/0_0_0"), content=block.tobytes(),
+                   params=user))
     model.svs[:, :, :BLOCK] = 77
     check(client, root, model)
+    log.check("post-blocks")
 
     ok(client.post(url(root, "syn", "move/" + "_".join(map(str, model.points[0])) + "/120_60_60")))
     model.points[0] = [120, 60, 60]

@@ -2,7 +2,8 @@
 
 Elements (``dvidql.codec.annotation``) are kept per block of ``BlockSize`` voxels (default
 64,64,64, DVID's default when no segmentation is synced), with per-block tag and
-inbound-relationship denormalizations (``keys``); ``ops`` holds the operations.
+inbound-relationship denormalizations (``keys``); ``ops`` holds the operations. Instances
+synced to a labelmap log the elements each of its mutations moves between bodies (``follow``).
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from dvidql.datatypes.annotation import keys
+from dvidql.datatypes.annotation.follow import record_body_changes
 from dvidql.datatypes.base import Datatype
 from dvidql.datatypes.imageblk import parse_block_size
+from dvidql.datatypes.labelmap.model import follow_bodies
 from dvidql.errors import BadRequest
 from dvidql.versions.dag import Instance
 
 __all__ = ["AnnotationType"]
+
+follow_bodies("annotation", record_body_changes)
 
 
 class AnnotationType(Datatype):

@@ -4,15 +4,14 @@ versions, those touching a body's supervoxels, and the supervoxel splits a versi
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from dvidql.datatypes.base import DataHandle
 from dvidql.errors import BadRequest
-from dvidql.events import log as mutation_log
 from dvidql.versions.dag import Node
 
-__all__ = ["records", "records_between", "supervoxel_splits", "touching"]
+__all__ = ["records_between", "supervoxel_splits", "touching"]
 
 # the fields of DVID's labelmap messages that name bodies or supervoxels
 _LABEL_FIELDS = ("Target", "Labels", "OrigLabel", "CleavedLabel", "CleavedSupervoxels",
@@ -33,18 +32,10 @@ def versions_between(h: DataHandle, first: Node, last: Node) -> list[str]:
                      "parents)")
 
 
-async def records(h: DataHandle, versions: Collection[str] | None, since: int = 0,
-                  limit: int | None = None) -> list[dict[str, Any]]:
-    """This instance's records made at ``versions`` (any if None) above mutation id
-    ``since``, oldest first, at most ``limit``: a scan of the instance's log index."""
-    return await mutation_log.read_instance(h.kv.meta, h.repo.repo_id, h.instance.data_uuid,
-                                            since=since, limit=limit, versions=versions)
-
-
 async def records_between(h: DataHandle, first: Node, last: Node) -> list[dict[str, Any]]:
     """This instance's records made at the versions from ``first`` to ``last``, in mutation
     order."""
-    return await records(h, set(versions_between(h, first, last)))
+    return await h.records(set(versions_between(h, first, last)))
 
 
 def _labels(record: dict[str, Any]) -> set[int]:
@@ -87,7 +78,7 @@ async def supervoxel_splits(h: DataHandle) -> list[Any]:
     without splits are left out, so no splits at all is ``[]``."""
     uuids = {h.repo.nodes[v].uuid: v for v in h.lineage.members}
     by_version: dict[str, list[list[int]]] = {}
-    for record in await records(h, set(uuids)):
+    for record in await h.records(set(uuids)):
         found = _splits_of(record)
         if found:
             by_version.setdefault(record["UUID"], []).extend(found)

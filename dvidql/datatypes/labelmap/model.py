@@ -30,6 +30,7 @@ from dvidql.datatypes.imageblk import layout
 from dvidql.datatypes.imageblk.keys import block_tkey
 from dvidql.datatypes.imageblk.ops import put_block
 from dvidql.datatypes.labelmap.keys import (
+    MAPPING,
     MAXLABEL,
     counter_key,
     decode_label,
@@ -45,6 +46,7 @@ from dvidql.storage.base import Txn
 
 __all__ = [
     "MAX_LABEL",
+    "BodyChanges",
     "Plan",
     "all_mappings",
     "allocate",
@@ -52,6 +54,7 @@ __all__ = [
     "bodies_of",
     "body_of",
     "commit",
+    "follow_bodies",
     "label_counter",
     "load_indices",
     "max_label",
@@ -250,6 +253,8 @@ class Plan:
     highest: int = 0
     result: dict[str, Any] = field(default_factory=dict)
     blocks: dict[Point, bytes] = field(default_factory=dict)  # scale-0 blocks, as stored
+    written: dict[Point, np.ndarray] = field(default_factory=dict)  # blocks the caller writes
+    indices: list[LabelIndex] = field(default_factory=list)  # as put_index stores them
     _encoded: list[bytes] = field(default_factory=list)
     _blocks: list[bytes] = field(default_factory=list)
 
@@ -261,7 +266,11 @@ class Plan:
         self._blocks = await h.kv.encode_many(list(self.blocks.values()), blob=True)
 
     async def apply(self, h: DataHandle, txn: Txn, mutation_id: int, when: str,
-                    mod: ModInfo) -> None:
+                    mod: ModInfo, action: str) -> None:
+        """Write the plan in ``txn``, the mutation ``action`` (its log record's Action) with
+        id ``mutation_id``; instances following the segmentation record what it changes for
+        them first, while the store still shows the old state."""
+        await _tell_followers(h, txn, self, BodyChanges.Cause(mutation_id, action, mod))
         versioned = h.instance.versioned
         encoded = iter(self._encoded)
         for tkey, value in self.writes.items():
@@ -284,6 +293,71 @@ class Plan:
         """Store the index, or delete it when empty (a body without voxels is no body)."""
         self.writes[index_tkey(index.label)] = (
             store_label_index(index) if len(index.counts) else None)
+        self.indices.append(index)
+
+    def body_changes(self, cause: BodyChanges.Cause) -> BodyChanges:
+        """Where and how this plan can change the body under a point: in the blocks it
+        rewrites, and in the blocks of the supervoxels it maps to another body (found in
+        the new indices, which hold every supervoxel that keeps voxels)."""
+        remapped = {decode_label(tkey): decode_label(tkey) if value is None
+                    else int.from_bytes(value, "little")
+                    for tkey, value in self.writes.items() if tkey[0] == MAPPING}
+        moved = np.fromiter(remapped, np.uint64, len(remapped))
+        rewritten: dict[Point, bytes | np.ndarray] = {**self.blocks, **self.written}
+        coords = set(rewritten)
+        for index in self.indices:
+            coords.update(map(tuple, index.select(np.isin(index.svs, moved))
+                              .block_coords().tolist()))
+        return BodyChanges(cause, sorted(coords), rewritten, remapped)  # type: ignore[arg-type]
+
+
+
+@dataclass(frozen=True)
+class BodyChanges:
+    """How one segmentation mutation may change the body under points, for the instances
+    that follow the segmentation (annotations record which of their elements change body).
+    Until the mutation writes, the store shows the old state; the new one is the store with
+    ``rewritten`` scale-0 blocks (as stored, or voxel arrays) and ``remapped`` supervoxels
+    (to their new body). Only points in ``blocks`` can change body."""
+
+    @dataclass(frozen=True)
+    class Cause:
+        """The mutation: its id, its log record's Action and who asked."""
+
+        mutation_id: int
+        action: str
+        mod: ModInfo
+
+    cause: Cause
+    blocks: list[Point]
+    rewritten: dict[Point, bytes | np.ndarray]
+    remapped: dict[int, int]
+
+
+Follower = Callable[[DataHandle, DataHandle, Txn, BodyChanges], Awaitable[None]]
+_FOLLOWERS: dict[str, Follower] = {}
+
+
+def follow_bodies(type_name: str, follower: Follower) -> None:
+    """Have ``follower(segmentation, instance, txn, changes)`` called, inside the
+    transaction of every mutation of a labelmap, for each instance of ``type_name`` that
+    syncs with it (its ``Sync`` setting names it), so that what it records commits with the
+    mutation or not at all."""
+    _FOLLOWERS[type_name] = follower
+
+
+async def _tell_followers(h: DataHandle, txn: Txn, plan: Plan, cause: BodyChanges.Cause
+                          ) -> None:
+    names = [i.name for i in h.repo.instances.values()
+             if i.type_name in _FOLLOWERS and i.settings.get("Sync") == h.instance.name]
+    if not names or h.scale:
+        return
+    changes = plan.body_changes(cause)
+    if not changes.blocks:
+        return
+    for name in names:
+        follower = h.sibling(name)
+        await _FOLLOWERS[follower.instance.type_name](h, follower, txn, changes)
 
 
 Planner = Callable[[Txn | None], Awaitable[Plan]]
@@ -307,8 +381,9 @@ async def commit(h: DataHandle, planner: Planner, record: Callable[[Plan], dict[
     async with h.writing() as txn:
         plan = await replan_if_stale(h, txn, plan, planner)
         when = now()
-        mutation_id = await h.log(txn, {**record(plan), **mod.fields(), "Timestamp": when})
-        await plan.apply(h, txn, mutation_id, when, mod)
+        fields = record(plan)
+        mutation_id = await h.log(txn, {**fields, **mod.fields(), "Timestamp": when})
+        await plan.apply(h, txn, mutation_id, when, mod, fields["Action"])
     return mutation_id, plan
 
 

@@ -30,6 +30,7 @@ from dvidql.datatypes.imageblk.ops import (
 )
 from dvidql.datatypes.labelmap.downres import downres_labels
 from dvidql.datatypes.labelmap.model import (
+    BodyChanges,
     Plan,
     block_write_plan,
     bodies_of,
@@ -53,8 +54,8 @@ from dvidql.ids import now
 from dvidql.parallel import in_parallel
 from dvidql.storage.base import Txn
 
-__all__ = ["ingest_compressed", "label_at", "labels_at", "read_labels", "stream_payloads",
-           "update_scales", "write_label_blocks", "write_label_box"]
+__all__ = ["bodies_across", "ingest_compressed", "label_at", "labels_at", "read_labels",
+           "stream_payloads", "update_scales", "write_label_blocks", "write_label_box"]
 
 
 _POINT_RANGE = "points must lie within the 32-bit coordinate range"
@@ -77,11 +78,12 @@ async def label_at(h: DataHandle, point: Sequence[int], *, supervoxels: bool = F
     return label if supervoxels else await body_of(h, label)
 
 
-async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = False
-                    ) -> np.ndarray:
+async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = False,
+                    txn: Txn | None = None) -> np.ndarray:
     """The labels (bodies, or ``supervoxels``) at (n, 3) voxel x, y, z points, 0 where nothing
-    was written; each block under the points is read once (from the cache of decoded blocks
-    when it is there) and only the parts of it that hold the points are decoded."""
+    was written, as ``txn`` sees them if given; each block under the points is read once
+    (from the cache of decoded blocks when it is there) and only the parts of it that hold
+    the points are decoded."""
     pts = np.asarray(points, np.int64).reshape(-1, 3)
     if pts.size and (pts.min() < INT32_MIN or pts.max() > INT32_MAX):
         raise BadRequest(_POINT_RANGE)
@@ -90,7 +92,8 @@ async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = Fa
     coords = pts // block
     unique, inverse = distinct_rows(coords)
     raws = await h.kv.get_raw_many(
-        h.instance_id, [block_tkey(c, h.scale) for c in map(tuple, unique.tolist())], h.lineage)
+        h.instance_id, [block_tkey(c, h.scale) for c in map(tuple, unique.tolist())], h.lineage,
+        txn)
     present = [i for i, raw in enumerate(raws) if raw is not None]
     blocks = await _blocks(h, lay.block_shape, [raws[i] for i in present])  # type: ignore[misc]
     out = np.zeros(len(pts), np.uint64)
@@ -106,7 +109,45 @@ async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = Fa
         return []
 
     await in_parallel(range(len(present)), work)
-    return out if supervoxels else await bodies_of(h, out)
+    return out if supervoxels else await bodies_of(h, out, txn)
+
+
+async def bodies_across(h: DataHandle, changes: BodyChanges, points: np.ndarray, txn: Txn
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """The bodies at (n, 3) x, y, z points before and after the mutation ``changes``
+    describes, read in its transaction before it writes."""
+    pts = np.asarray(points, np.int64).reshape(-1, 3)
+    old_svs = await labels_at(h, pts, supervoxels=True, txn=txn)
+    before = await bodies_of(h, old_svs, txn)
+    new_svs = old_svs.copy()
+    lay = layout(h.instance)
+    block = np.asarray(lay.block, np.int64)
+    coords = pts // block
+    local = (pts - coords * block)[:, ::-1]  # z, y, x within the block
+    unique, inverse = distinct_rows(coords)
+    by_block = np.argsort(inverse, kind="stable")  # block i's points: by_block[starts[i]:...]
+    starts = np.searchsorted(inverse[by_block], np.arange(len(unique) + 1))
+    for i, coord in enumerate(map(tuple, unique.tolist())):
+        new = changes.rewritten.get(coord)
+        if new is None:
+            continue
+        mine = by_block[starts[i]:starts[i + 1]]
+        if isinstance(new, np.ndarray):
+            z, y, x = local[mine].T
+            new_svs[mine] = new[z, y, x]
+        else:
+            parsed = parse_label_block(deserialize(new), lay.block_shape)
+            new_svs[mine] = labels_at_voxels(parsed, lay.block_shape, local[mine])
+    after = await bodies_of(h, new_svs, txn)
+    if changes.remapped:
+        moved = np.fromiter(changes.remapped, np.uint64, len(changes.remapped))
+        bodies = np.fromiter(changes.remapped.values(), np.uint64, len(changes.remapped))
+        order = np.argsort(moved)
+        moved, bodies = moved[order], bodies[order]
+        at = np.minimum(np.searchsorted(moved, new_svs), len(moved) - 1)
+        hit = moved[at] == new_svs
+        after[hit] = bodies[at[hit]]
+    return before, after
 
 
 async def _blocks(h: DataHandle, shape: tuple[int, int, int], raws: Sequence[bytes]
@@ -203,16 +244,18 @@ async def write_label_blocks(h: DataHandle, blocks: Sequence[tuple[Point, np.nda
 
     async def planner(txn: Txn | None) -> Plan:
         if indexed:
-            return await block_write_plan(h, blocks, txn)
-        highest = max((int(v.max()) for _, v in blocks), default=0)
-        return Plan(Reads(), highest=highest)
+            plan = await block_write_plan(h, blocks, txn)
+        else:
+            plan = Plan(Reads(), highest=max((int(v.max()) for _, v in blocks), default=0))
+        plan.written = dict(blocks)
+        return plan
 
     plan = await planner(None)
     await plan.prepare(h)
 
     async def also(txn: Txn, mutation_id: int) -> None:
         current = await replan_if_stale(h, txn, plan, planner)
-        await current.apply(h, txn, mutation_id, now(), mod)
+        await current.apply(h, txn, mutation_id, now(), mod, "post-blocks")
 
     mutation_id = await write_blocks(h, blocks, also=also, record=mod.fields(),
                                      mark=_top(h) > 0)
