@@ -121,8 +121,8 @@ class Scenario:
     def move(self) -> None:
         src = self.rng.choice(sorted(self.model.elements))
         dst = self.point()
-        if dst in self.model.elements:
-            return
+        while dst in self.model.elements:
+            dst = self.point()
         ok(self.http.post(self.url("syn", "move/" + "/".join(
             "_".join(map(str, p)) for p in (src, dst)))))
         element = self.model.elements.pop(src)
@@ -179,27 +179,30 @@ class Scenario:
             choices += ["delete", "move"]
         action = self.rng.choice(choices)
         cause = getattr(self, action)()
-        if cause is not None:
-            self.check_log(before, cause)
         if action in ("post", "delete", "move") or cause is not None:
+            self.check_log(before, cause)
             self.done[action] += 1
 
-    def check_log(self, before: dict[Pos, tuple[int, str]], cause: str) -> None:
-        """One ``mod-elements`` record naming exactly the elements that changed body (none
-        if none did)."""
+    def check_log(self, before: dict[Pos, tuple[int, str]], cause: str | None) -> None:
+        """The log records since the last step: an element edit's own record, or for a
+        segmentation edit (``cause``) one ``mod-elements`` record (none if no element changed
+        body), listing exactly the elements that left a body (Del) and joined one (Add)."""
         records = self.log()
         fresh, self.seen = records[self.seen:], len(records)
         now = self.model.labelled()
-        moved = {p: (before[p], now[p]) for p in now if before[p][0] != now[p][0]}
-        mods = [r for r in fresh if r["Action"] == "mod-elements"]
-        if not moved:
-            assert mods == []
-            return
-        (record,) = mods
-        assert record["Cause"]["Action"] == cause
-        for key, side in (("Del", 0), ("Add", 1)):
-            want = sorted((pair[side][0], pair[side][1], p) for p, pair in moved.items()
-                          if pair[side][0])
+        gone, came = set(before.items()) - set(now.items()), set(now.items()) - set(before.items())
+        if cause is None:
+            (record,) = fresh
+            assert record["Action"].startswith("element-")
+        else:
+            mods = [r for r in fresh if r["Action"] == "mod-elements"]
+            if not gone and not came:
+                assert mods == []
+                return
+            (record,) = mods
+            assert record["Cause"]["Action"] == cause
+        for key, changed in (("Del", gone), ("Add", came)):
+            want = sorted((body, kind, p) for p, (body, kind) in changed if body)
             assert sorted((e["Label"], e["Kind"], tuple(e["Pos"])) for e in record[key]) == want
 
     # ----- checks -------------------------------------------------------------------------

@@ -100,6 +100,8 @@ class _Edit:
         self.edited: dict[Point, dict[Point, Element]] = {}
         self.appends: dict[Point, list[Element]] = {}
         self._inbound: dict[Point, list[Point]] = {}
+        self.added: list[Element] = []  # by writes(): the elements gone in and out
+        self.removed: list[Element] = []
 
     async def _read(self, tkeys: Sequence[bytes]) -> list[bytes | None]:
         h = self.h
@@ -191,6 +193,7 @@ class _Edit:
         tag_appends: dict[bytes, list[Element]] = {}
         with bulk():
             for coord, added in self.appends.items():
+                self.added += added
                 writes[block_tkey(coord)] = _splice(self.raw[coord], encode_elements(added))
                 for element in added:
                     for tag in dict.fromkeys(element["Tags"]):
@@ -206,6 +209,8 @@ class _Edit:
                     continue
                 present = {id(e) for e in after}
                 removed = [e for e in before if id(e) not in present]
+                self.added += added
+                self.removed += removed
                 writes[block_tkey(coord)] = encode_elements(after) if after else None
                 for tag in {t for e in (*added, *removed) for t in e["Tags"]}:
                     tagged = [without_rels(e) for e in after if tag in e["Tags"]]
@@ -234,12 +239,35 @@ Change = Callable[[_Edit], Awaitable[None]]
 
 
 async def _plan(h: DataHandle, txn: Txn | None, change: Change
-                ) -> tuple[Reads, dict[bytes, bytes | None], list[bytes]]:
+                ) -> tuple[_Edit, dict[bytes, bytes | None], list[bytes]]:
     edit = _Edit(h, txn)
     await change(edit)
     writes = await edit.writes()
     encoded = await h.kv.encode_many([v for v in writes.values() if v is not None])
-    return edit.reads, writes, encoded
+    return edit, writes, encoded
+
+
+async def _body_changes(h: DataHandle, txn: Txn, edit: _Edit) -> dict[str, Any]:
+    """For an instance synced to a segmentation, the log fields of DVID's
+    ANNOTATION_MOD_ELEMENTS: the elements an edit takes out of (Del) and puts into (Add) a
+    body, with the bodies under them as ``txn`` sees the segmentation. An element replaced
+    by one of the same Kind at the same place changes no body and is left out."""
+    name = h.instance.settings.get("Sync", "")
+    if not name or name not in h.repo.instances:
+        return {}
+
+    def key(e: Element) -> tuple[str, tuple[int, ...]]:
+        return e["Kind"], tuple(e["Pos"])
+    added, removed = Counter(map(key, edit.added)), Counter(map(key, edit.removed))
+    adds, dels = list((added - removed).elements()), list((removed - added).elements())
+    if not adds and not dels:
+        return {"Add": [], "Del": []}
+    points = np.array([p for _, p in adds + dels], np.int64)
+    found = (await labels_at(h.sibling(name), points, txn=txn)).tolist()
+    rows = [{"Label": label, "Kind": kind, "Pos": list(pos)}
+            for (kind, pos), label in zip(adds + dels, found, strict=True)]
+    return {"Add": [r for r in rows[:len(adds)] if r["Label"]],
+            "Del": [r for r in rows[len(adds):] if r["Label"]]}
 
 
 async def _apply(h: DataHandle, change: Change, record: dict[str, Any]) -> int:
@@ -247,10 +275,10 @@ async def _apply(h: DataHandle, change: Change, record: dict[str, Any]) -> int:
     mutation id."""
     versioned = h.instance.versioned
     with bulk():
-        reads, writes, encoded = await _plan(h, None, change)
+        edit, writes, encoded = await _plan(h, None, change)
         async with h.writing() as txn:
-            if not await reads.unchanged(h, txn):
-                reads, writes, encoded = await _plan(h, txn, change)
+            if not await edit.reads.unchanged(h, txn):
+                edit, writes, encoded = await _plan(h, txn, change)
             values = iter(encoded)
             for tkey, value in writes.items():
                 if value is None:
@@ -258,7 +286,7 @@ async def _apply(h: DataHandle, change: Change, record: dict[str, Any]) -> int:
                 else:
                     h.kv.put_raw(txn, h.instance_id, tkey, h.version, next(values),
                                  versioned=versioned)
-            return await h.log(txn, record)
+            return await h.log(txn, {**record, **await _body_changes(h, txn, edit)})
 
 
 # ----- edits -------------------------------------------------------------------------------
