@@ -16,6 +16,9 @@ joined into one JSON array; for partners, the same scan with relationships, pars
 least a per-body store must read before it can look up the partners' bodies (parsed with
 the cyclic collector paused, as dvidql parses).
 
+Also timed: a merge and cleave of the 100,000-synapse body, whose log records then name
+every synapse changing body, against the same edits on a labelmap nothing follows.
+
 Run: ``python -m bench.bench_annotation_body [--big-blocks 400] [--repeats 5]``.
 """
 
@@ -111,6 +114,33 @@ def partners(client: httpx.Client, url: str, root: str, body: int) -> list[dict[
     return answer["data"]["version"]["segmentation"]["body"]["partners"]  # type: ignore[no-any-return]
 
 
+def merge_cost(client: httpx.Client, bench: Bench, node: str, labels: np.ndarray,
+               width: int) -> dict[str, float]:
+    """A merge of the 100,000-synapse body into the 10-synapse one, then a cleave taking it
+    back off, on the synced segmentation (whose edits log which synapses change body) and on
+    a copy that nothing follows (the baseline)."""
+    client.post(f"/api/repo/{node.rsplit('/', 1)[1]}/instance",
+                json={"typename": "labelmap", "dataname": "copy"}).raise_for_status()
+    client.post(f"{node}/copy/raw/0_1_2/{width}_{BLOCK}_{BLOCK}/0_0_0",
+                params={"compression": "gzip"},
+                content=gzip.compress(labels.tobytes(), 1)).raise_for_status()
+    group = "merge + cleave of the 100,000-synapse body"
+    times = {}
+    for name, label, baseline in (("copy", "unsynced labelmap", True),
+                                  ("seg", "labelmap synced with the synapses", False)):
+        holder = [3]  # the body now holding supervoxel 3, the big body
+
+        def edit(_: int, name: str = name, holder: list[int] = holder) -> None:
+            client.post(f"{node}/{name}/merge", json=[1, holder[0]]).raise_for_status()
+            cleaved = client.post(f"{node}/{name}/cleave/1", json=[3])
+            holder[0] = cleaved.raise_for_status().json()["CleavedLabel"]
+
+        times[name] = bench.measure(label, edit, 1, baseline=baseline, group=group).p50_us
+    return {"merge_cleave_synced_p50_ms": round(times["seg"] / 1e3, 1),
+            "merge_cleave_unsynced_p50_ms": round(times["copy"] / 1e3, 1),
+            "merge_cleave_time_over_unsynced": round(times["seg"] / times["copy"], 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--big-blocks", type=int, default=400,
@@ -174,6 +204,7 @@ def main() -> None:
                                      group=group)
                 summary[f"{count}_partners_p50_ms"] = round(ours.p50_us / 1e3, 2)
                 summary[f"{count}_partners_time_over_raw"] = round(ours.p50_us / raw.p50_us, 1)
+            summary.update(merge_cost(client, bench, node, labels, width))
         env.close()
     bench.report(summary)
 

@@ -3,6 +3,9 @@ next request after every kind of segmentation edit, checked against a model of t
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import httpx
 import numpy as np
 import pytest
@@ -254,3 +257,63 @@ def test_labelsz_ranks_bodies(client: httpx.Client, synced: tuple[str, Model]) -
     assert client.get(url(root, "ranks", "top/x/PreSyn")).status_code == 400
     assert client.get(url(root, "ranks", "threshold/1/PreSyn"),
                       params={"n": 10_001}).status_code == 400
+
+
+def replay(records: list[dict]) -> dict[int, set[tuple[int, ...]]]:
+    """Each body's element positions from the log alone: Del entries must name an element
+    where the log last put it, Add entries put one in a body."""
+    where: dict[tuple[int, ...], int] = {}
+    for record in records:
+        for entry in record.get("Del", []):
+            assert where.pop(tuple(entry["Pos"])) == entry["Label"], record["MutationID"]
+        for entry in record.get("Add", []):
+            assert tuple(entry["Pos"]) not in where, record["MutationID"]
+            where[tuple(entry["Pos"])] = entry["Label"]
+    bodies: dict[int, set[tuple[int, ...]]] = {}
+    for pos, body in where.items():
+        bodies.setdefault(body, set()).add(pos)
+    return bodies
+
+
+def test_the_log_keeps_up_under_concurrent_edits(server: Any) -> None:
+    """Element posts racing merges and cleaves of the bodies they land in: replaying the
+    instance's log gives every body's elements exactly as label/<body> answers them, so no
+    record missed a change made while its mutation was being planned."""
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        root = ok(http.post("/api/repos", json={})).json()["root"]
+        for body in ({"typename": "labelmap", "dataname": "seg"},
+                     {"typename": "annotation", "dataname": "syn"}):
+            ok(http.post(f"/api/repo/{root}/instance", json=body))
+        svs = np.broadcast_to((1 + np.arange(SHAPE[2]) // 32)[None, None, :], SHAPE)
+        ok(http.post(url(root, "seg", "raw/0_1_2/128_64_64/0_0_0"),
+                     content=svs.astype("<u8").tobytes()))  # supervoxels 1-4 along x
+        ok(http.post(url(root, "syn", "sync"), json={"sync": "seg"}))
+        ok(http.post(url(root, "syn", "elements"), json=[  # one in each supervoxel
+            {"Pos": [x, 63, 63], "Kind": "PreSyn"} for x in (0, 32, 64, 96)]))
+
+    def post(worker: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            for step in range(8):
+                ok(http.post(url(root, "syn", "elements"), json=[
+                    {"Pos": [(7 * i + step) % SHAPE[2], worker, step], "Kind": "PostSyn"}
+                    for i in range(16)]))
+
+    def proofread(_: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            holder = 2  # the body holding supervoxel 2
+            for _ in range(6):
+                ok(http.post(url(root, "seg", "merge"), json=[1, holder]))
+                holder = ok(http.post(url(root, "seg", "cleave/1"),
+                                      json=[2])).json()["CleavedLabel"]
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda f: f[0](f[1]), [(post, 0), (post, 1), (post, 2),
+                                              (proofread, 0)]))
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        records = ok(http.get(url(root, "syn", "mutations"))).json()
+        assert sum(r["Action"] == "mod-elements" for r in records) == 12
+        replayed = replay(records)
+        assert sum(map(len, replayed.values())) == 4 + 3 * 8 * 16
+        for body, positions in replayed.items():
+            got = ok(http.get(url(root, "syn", f"label/{body}"))).json()
+            assert {tuple(e["Pos"]) for e in got} == positions, body

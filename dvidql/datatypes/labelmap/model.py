@@ -47,6 +47,7 @@ from dvidql.storage.base import Txn
 __all__ = [
     "MAX_LABEL",
     "BodyChanges",
+    "Followed",
     "Plan",
     "all_mappings",
     "allocate",
@@ -257,20 +258,31 @@ class Plan:
     indices: list[LabelIndex] = field(default_factory=list)  # as put_index stores them
     _encoded: list[bytes] = field(default_factory=list)
     _blocks: list[bytes] = field(default_factory=list)
+    _followed: list[tuple[DataHandle, Followed]] = field(default_factory=list)
+    _followed_in: Txn | None = None
 
-    async def prepare(self, h: DataHandle) -> None:
-        """Encode the values (large ones and blocks go to the blob store) before the
-        transaction."""
+    async def prepare(self, h: DataHandle, txn: Txn | None = None) -> None:
+        """Encode the values (large ones and blocks go to the blob store) and find what the
+        instances following the segmentation will log, before the transaction (or in
+        ``txn``, when planned there)."""
         values = [v for v in self.writes.values() if v is not None]
         self._encoded = await h.kv.encode_many(values)
         self._blocks = await h.kv.encode_many(list(self.blocks.values()), blob=True)
+        self._followed = await _follow(h, txn, self)
+        self._followed_in = txn
 
     async def apply(self, h: DataHandle, txn: Txn, mutation_id: int, when: str,
                     mod: ModInfo, action: str) -> None:
         """Write the plan in ``txn``, the mutation ``action`` (its log record's Action) with
-        id ``mutation_id``; instances following the segmentation record what it changes for
-        them first, while the store still shows the old state."""
-        await _tell_followers(h, txn, self, BodyChanges.Cause(mutation_id, action, mod))
+        id ``mutation_id``, and the following instances' records: found again inside
+        ``txn`` if anything they were found from has changed since."""
+        if self._followed_in is not txn and not all(
+                [await done.unchanged(h, follower, txn) for follower, done in self._followed]):
+            self._followed = await _follow(h, txn, self)
+        cause = {"DataName": h.instance.name, "MutationID": mutation_id, "Action": action}
+        for follower, done in self._followed:
+            if done.record is not None:
+                await follower.log(txn, {**done.record, "Cause": cause, **mod.fields()})
         versioned = h.instance.versioned
         encoded = iter(self._encoded)
         for tkey, value in self.writes.items():
@@ -295,7 +307,7 @@ class Plan:
             store_label_index(index) if len(index.counts) else None)
         self.indices.append(index)
 
-    def body_changes(self, cause: BodyChanges.Cause) -> BodyChanges:
+    def body_changes(self) -> BodyChanges:
         """Where and how this plan can change the body under a point: in the blocks it
         rewrites, and in the blocks of the supervoxels it maps to another body (found in
         the new indices, which hold every supervoxel that keeps voxels)."""
@@ -308,56 +320,62 @@ class Plan:
         for index in self.indices:
             coords.update(map(tuple, index.select(np.isin(index.svs, moved))
                               .block_coords().tolist()))
-        return BodyChanges(cause, sorted(coords), rewritten, remapped)  # type: ignore[arg-type]
+        return BodyChanges(sorted(coords), rewritten, remapped)  # type: ignore[arg-type]
 
 
 
 @dataclass(frozen=True)
 class BodyChanges:
     """How one segmentation mutation may change the body under points, for the instances
-    that follow the segmentation (annotations record which of their elements change body).
+    that follow the segmentation (annotations log which of their elements change body).
     Until the mutation writes, the store shows the old state; the new one is the store with
     ``rewritten`` scale-0 blocks (as stored, or voxel arrays) and ``remapped`` supervoxels
     (to their new body). Only points in ``blocks`` can change body."""
 
-    @dataclass(frozen=True)
-    class Cause:
-        """The mutation: its id, its log record's Action and who asked."""
-
-        mutation_id: int
-        action: str
-        mod: ModInfo
-
-    cause: Cause
     blocks: list[Point]
     rewritten: dict[Point, bytes | np.ndarray]
     remapped: dict[int, int]
 
 
-Follower = Callable[[DataHandle, DataHandle, Txn, BodyChanges], Awaitable[None]]
+@dataclass
+class Followed:
+    """What a following instance will log for a mutation (None: nothing), and the entries
+    of it and of the segmentation it was found from."""
+
+    record: dict[str, Any] | None
+    reads: Reads = field(default_factory=Reads)  # of the following instance
+    segmentation_reads: Reads = field(default_factory=Reads)
+
+    async def unchanged(self, segmentation: DataHandle, follower: DataHandle, txn: Txn
+                        ) -> bool:
+        return (await self.reads.unchanged(follower, txn)
+                and await self.segmentation_reads.unchanged(segmentation, txn))
+
+
+Follower = Callable[[DataHandle, DataHandle, Txn | None, BodyChanges], Awaitable[Followed]]
 _FOLLOWERS: dict[str, Follower] = {}
 
 
 def follow_bodies(type_name: str, follower: Follower) -> None:
-    """Have ``follower(segmentation, instance, txn, changes)`` called, inside the
-    transaction of every mutation of a labelmap, for each instance of ``type_name`` that
-    syncs with it (its ``Sync`` setting names it), so that what it records commits with the
-    mutation or not at all."""
+    """Have ``follower(segmentation, instance, txn, changes)`` tell, for every mutation of a
+    labelmap, what each instance of ``type_name`` that syncs with it (its ``Sync`` setting
+    names it) logs about it. It is asked before the mutation's transaction, so that the
+    work is not done while writers wait, and again inside it (``txn``) only if what it read
+    has changed meanwhile; its record commits with the mutation or not at all."""
     _FOLLOWERS[type_name] = follower
 
 
-async def _tell_followers(h: DataHandle, txn: Txn, plan: Plan, cause: BodyChanges.Cause
-                          ) -> None:
+async def _follow(h: DataHandle, txn: Txn | None, plan: Plan
+                  ) -> list[tuple[DataHandle, Followed]]:
     names = [i.name for i in h.repo.instances.values()
              if i.type_name in _FOLLOWERS and i.settings.get("Sync") == h.instance.name]
     if not names or h.scale:
-        return
-    changes = plan.body_changes(cause)
+        return []
+    changes = plan.body_changes()
     if not changes.blocks:
-        return
-    for name in names:
-        follower = h.sibling(name)
-        await _FOLLOWERS[follower.instance.type_name](h, follower, txn, changes)
+        return []
+    followers = [h.sibling(name) for name in names]
+    return [(f, await _FOLLOWERS[f.instance.type_name](h, f, txn, changes)) for f in followers]
 
 
 Planner = Callable[[Txn | None], Awaitable[Plan]]
@@ -368,7 +386,7 @@ async def replan_if_stale(h: DataHandle, txn: Txn, plan: Plan, planner: Planner)
     if await plan.reads.unchanged(h, txn):
         return plan
     plan = await planner(txn)
-    await plan.prepare(h)
+    await plan.prepare(h, txn)
     return plan
 
 

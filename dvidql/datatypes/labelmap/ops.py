@@ -79,11 +79,11 @@ async def label_at(h: DataHandle, point: Sequence[int], *, supervoxels: bool = F
 
 
 async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = False,
-                    txn: Txn | None = None) -> np.ndarray:
+                    txn: Txn | None = None, reads: Reads | None = None) -> np.ndarray:
     """The labels (bodies, or ``supervoxels``) at (n, 3) voxel x, y, z points, 0 where nothing
-    was written, as ``txn`` sees them if given; each block under the points is read once
-    (from the cache of decoded blocks when it is there) and only the parts of it that hold
-    the points are decoded."""
+    was written, as ``txn`` sees them if given (``reads`` collects the entries read); each
+    block under the points is read once (from the cache of decoded blocks when it is there)
+    and only the parts of it that hold the points are decoded."""
     pts = np.asarray(points, np.int64).reshape(-1, 3)
     if pts.size and (pts.min() < INT32_MIN or pts.max() > INT32_MAX):
         raise BadRequest(_POINT_RANGE)
@@ -91,9 +91,10 @@ async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = Fa
     block = np.asarray(lay.block, np.int64)
     coords = pts // block
     unique, inverse = distinct_rows(coords)
-    raws = await h.kv.get_raw_many(
-        h.instance_id, [block_tkey(c, h.scale) for c in map(tuple, unique.tolist())], h.lineage,
-        txn)
+    tkeys = [block_tkey(c, h.scale) for c in map(tuple, unique.tolist())]
+    raws = await h.kv.get_raw_many(h.instance_id, tkeys, h.lineage, txn)
+    if reads is not None:
+        reads.add(tkeys, raws)
     present = [i for i, raw in enumerate(raws) if raw is not None]
     blocks = await _blocks(h, lay.block_shape, [raws[i] for i in present])  # type: ignore[misc]
     out = np.zeros(len(pts), np.uint64)
@@ -109,16 +110,17 @@ async def labels_at(h: DataHandle, points: np.ndarray, *, supervoxels: bool = Fa
         return []
 
     await in_parallel(range(len(present)), work)
-    return out if supervoxels else await bodies_of(h, out, txn)
+    return out if supervoxels else await bodies_of(h, out, txn, reads)
 
 
-async def bodies_across(h: DataHandle, changes: BodyChanges, points: np.ndarray, txn: Txn
-                        ) -> tuple[np.ndarray, np.ndarray]:
+async def bodies_across(h: DataHandle, changes: BodyChanges, points: np.ndarray,
+                        txn: Txn | None, reads: Reads) -> tuple[np.ndarray, np.ndarray]:
     """The bodies at (n, 3) x, y, z points before and after the mutation ``changes``
-    describes, read in its transaction before it writes."""
+    describes, read before it writes (in ``txn`` if given; ``reads`` collects the entries
+    read)."""
     pts = np.asarray(points, np.int64).reshape(-1, 3)
-    old_svs = await labels_at(h, pts, supervoxels=True, txn=txn)
-    before = await bodies_of(h, old_svs, txn)
+    old_svs = await labels_at(h, pts, supervoxels=True, txn=txn, reads=reads)
+    before = await bodies_of(h, old_svs, txn, reads)
     new_svs = old_svs.copy()
     lay = layout(h.instance)
     block = np.asarray(lay.block, np.int64)
@@ -138,7 +140,7 @@ async def bodies_across(h: DataHandle, changes: BodyChanges, points: np.ndarray,
         else:
             parsed = parse_label_block(deserialize(new), lay.block_shape)
             new_svs[mine] = labels_at_voxels(parsed, lay.block_shape, local[mine])
-    after = await bodies_of(h, new_svs, txn)
+    after = await bodies_of(h, new_svs, txn, reads)
     if changes.remapped:
         moved = np.fromiter(changes.remapped, np.uint64, len(changes.remapped))
         bodies = np.fromiter(changes.remapped.values(), np.uint64, len(changes.remapped))
