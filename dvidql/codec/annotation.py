@@ -43,6 +43,7 @@ __all__ = [
     "parse_blocks",
     "parse_element",
     "parse_elements",
+    "parse_labels",
     "without_rels",
 ]
 
@@ -186,6 +187,32 @@ def parse_elements(data: bytes) -> list[Element]:
     with bulk():
         raw = decode_json(data, list, "a JSON array of annotation elements")
         return [parse_element(e, i) for i, e in enumerate(raw)]
+
+
+def parse_labels(data: bytes) -> list[tuple[int, list[Element]]]:
+    """A POSTed ``{"<label>": "<JSON array of elements>", ...}`` object (DVID's POST labels:
+    each value is a string holding an array), all validated; (label, elements) pairs in
+    posted order."""
+    with bulk():
+        raw = decode_json(data, dict, 'a JSON object {"<label>": "[elements]", ...}')
+        out = []
+        for key, text in raw.items():
+            if not (key.isascii() and key.isdigit()) or int(key) >= 2**64:
+                raise BadRequest(f"label {key[:40]!r} must be an integer from 0 to 2^64-1")
+            if type(text) is not str:
+                raise BadRequest(f"label {key}: the value must be a string holding a JSON "
+                                 "array of elements, as DVID's label index keeps them")
+            try:
+                items = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest(f"label {key}: the string is not valid JSON: {exc}") from exc
+            if type(items) is not list:
+                raise BadRequest(f"label {key}: the string must hold a JSON array of elements")
+            try:
+                out.append((int(key), [parse_element(e, i) for i, e in enumerate(items)]))
+            except BadRequest as exc:
+                raise BadRequest(f"label {key}: {exc.message}") from None
+        return out
 
 
 def parse_block_key(key: str) -> Point:

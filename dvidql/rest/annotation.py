@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dvidql.codec.annotation import parse_blocks, parse_elements
-from dvidql.datatypes.annotation import ops
+from dvidql.codec.annotation import parse_blocks, parse_elements, parse_labels
+from dvidql.datatypes.annotation import ops, upkeep
 from dvidql.datatypes.base import DataHandle
 from dvidql.datatypes.voxels import Box, Point, parse_point
 from dvidql.errors import BadRequest
@@ -70,8 +70,18 @@ async def all_elements(request: Request, h: DataHandle) -> Response:
 
 
 
+def _relationships(request: Request) -> bool | str:
+    """``relationships``: true/false (or 1/0), or ``verbose`` for partners inlined."""
+    if request.query_params.get("relationships", "").lower() == "verbose":
+        return "verbose"
+    return flag(request, "relationships")
+
+
 async def tag(request: Request, h: DataHandle, tag: str) -> Response:
-    body = await ops.tagged(h, tag, relationships=flag(request, "relationships"))
+    relationships = _relationships(request)
+    if relationships == "verbose":
+        return Response(await ops.tagged_verbose(h, tag), media_type=_JSON)
+    body = await ops.tagged(h, tag, relationships=bool(relationships))
     return Response(body, media_type=_JSON)
 
 
@@ -82,8 +92,27 @@ async def sync(request: Request, h: DataHandle) -> Response:
 async def body_elements(request: Request, h: DataHandle, label: str) -> Response:
     if not label.isdigit() or int(label) >= 2**64:
         raise BadRequest(f"label must be an integer from 0 to 2^64-1, not {label!r}")
-    body = await ops.in_body(h, int(label), relationships=flag(request, "relationships"))
+    relationships = _relationships(request)
+    if relationships == "verbose":
+        return Response(await ops.in_body_verbose(h, int(label)), media_type=_JSON)
+    body = await ops.in_body(h, int(label), relationships=bool(relationships))
     return Response(body, media_type=_JSON)
+
+
+async def post_labels(request: Request, h: DataHandle) -> Response:
+    labeled = parse_labels(await read_body(request))
+    counts, mutation = await upkeep.post_labels(h, labeled, mod_info(request))
+    return mutation_response(mutation, counts)
+
+
+def _checking(request: Request) -> bool:
+    return flag(request, "check")
+
+
+async def reload(request: Request, h: DataHandle) -> Response:
+    flag(request, "inmemory", True)  # DVID's memory strategy: validated, nothing to choose
+    report, mutation = await upkeep.reload(h, check=_checking(request), mod=mod_info(request))
+    return mutation_response(mutation, report)
 
 
 async def in_roi(request: Request, h: DataHandle, roi: str) -> Response:
@@ -113,9 +142,14 @@ routes = [
     TypeRoute("/all-elements", frozenset({"GET"}), all_elements,
               'every block of the instance ({"x,y,z": [...]})'),
     TypeRoute("/tag/{tag:path}", frozenset({"GET"}), tag,
-              "elements with the tag (?relationships=true adds their relationships)"),
+              "elements with the tag (?relationships=true|verbose adds their relationships)"),
     TypeRoute("/label/{label}", frozenset({"GET"}), body_elements,
-              "elements in a body of the synced segmentation (?relationships=true)"),
+              "elements in a body of the synced segmentation (?relationships=true|verbose)"),
+    TypeRoute("/labels", frozenset({"POST"}), post_labels,
+              'add elements not yet stored from {"<label>": "[elements]", ...} (JSON counts)'),
+    TypeRoute("/reload", frozenset({"POST"}), reload,
+              "check (?check=true) or rebuild the tag and relationship indices (JSON report)",
+              is_read=_checking),
     TypeRoute("/sync", frozenset({"POST"}), sync,
               'follow a labelmap instance: {"sync": "<name>"} (?replace=true)'),
     TypeRoute("/roi/{roi}", frozenset({"GET"}), in_roi,

@@ -111,9 +111,13 @@ def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def mutation_response(mutation_id: int) -> Response:
-    """The answer to a write: its mutation id in DVID's header."""
-    return Response(headers={"X-Mutation-Id": str(mutation_id)})
+def mutation_response(mutation_id: int | None, body: Any = None) -> Response:
+    """The answer to a write: its mutation id in DVID's header (none when nothing was
+    logged), and ``body`` as JSON when the write reports something."""
+    headers = {} if mutation_id is None else {"X-Mutation-Id": str(mutation_id)}
+    if body is None:
+        return Response(headers=headers)
+    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
 
 def mod_info(request: Request) -> ModInfo:

@@ -50,8 +50,10 @@ from dvidql.storage.base import Txn
 from dvidql.versions.dag import Instance
 
 __all__ = ["all_blocks", "block_size", "blocks_in", "body_elements", "check_sync",
-           "delete_element", "elements_in", "elements_in_roi", "in_body", "move_element",
-           "partners", "post_blocks", "post_elements", "ranked_bodies", "scan", "tagged"]
+           "delete_element", "elements_in", "elements_in_roi", "in_body", "in_body_verbose",
+           "inbound_entry", "move_element", "partners", "post_blocks", "post_elements",
+           "put_entries", "ranked_bodies", "scan", "tag_entry", "tagged", "tagged_verbose",
+           "with_partners"]
 
 _DIRECT_BLOCKS = 4096  # boxes spanning more blocks are read by a range scan
 _IZYX_MAX = b"\xff" * 12
@@ -213,8 +215,7 @@ class _Edit:
                 self.removed += removed
                 writes[block_tkey(coord)] = encode_elements(after) if after else None
                 for tag in {t for e in (*added, *removed) for t in e["Tags"]}:
-                    tagged = [without_rels(e) for e in after if tag in e["Tags"]]
-                    writes[tag_tkey(tag, coord)] = encode_elements(tagged) if tagged else None
+                    writes[tag_tkey(tag, coord)] = tag_entry(after, tag)
                 into = _targets(added, self.block)
                 gone = _targets(removed, self.block) - into
                 if gone:
@@ -231,7 +232,7 @@ class _Edit:
         for target, sources in (await self.inbound(changed)).items():
             now = (set(sources) | gained.get(target, set())) - lost.get(target, set())
             if now != set(sources):
-                writes[inbound_tkey(target)] = orjson.dumps(sorted(now)) if now else None
+                writes[inbound_tkey(target)] = inbound_entry(now)
         return writes
 
 
@@ -273,19 +274,12 @@ async def _body_changes(h: DataHandle, txn: Txn, edit: _Edit) -> dict[str, Any]:
 async def _apply(h: DataHandle, change: Change, record: dict[str, Any]) -> int:
     """Plan ``change``, then write it with its log record in one transaction; returns the
     mutation id."""
-    versioned = h.instance.versioned
     with bulk():
         edit, writes, encoded = await _plan(h, None, change)
         async with h.writing() as txn:
             if not await edit.reads.unchanged(h, txn):
                 edit, writes, encoded = await _plan(h, txn, change)
-            values = iter(encoded)
-            for tkey, value in writes.items():
-                if value is None:
-                    h.kv.delete(txn, h.instance_id, tkey, h.version, versioned=versioned)
-                else:
-                    h.kv.put_raw(txn, h.instance_id, tkey, h.version, next(values),
-                                 versioned=versioned)
+            put_entries(h, txn, writes, encoded)
             return await h.log(txn, {**record, **await _body_changes(h, txn, edit)})
 
 
@@ -549,3 +543,73 @@ async def scan(h: DataHandle) -> dict[str, Any]:
             "Kinds": {k: kinds.get(k, 0) for k in KINDS},
             "Relationships": sum(len(e["Rels"]) for e in elements),
             "DanglingRelationships": len(dangling), "Dangling": dangling}
+
+
+# ----- index entries, written once for edits and for reload (``upkeep``) -------------------
+
+def tag_entry(elements: Iterable[Element], tag: str) -> bytes | None:
+    """A block's tag entry: its elements having ``tag``, without relationships, in block
+    order (None: the block has none, so no entry)."""
+    having = [without_rels(e) for e in elements if tag in e["Tags"]]
+    return encode_elements(having) if having else None
+
+
+def inbound_entry(sources: Collection[Point]) -> bytes | None:
+    """A block's inbound-relationship entry: the sorted blocks pointing into it (None: no
+    block does, so no entry)."""
+    return orjson.dumps(sorted(sources)) if sources else None
+
+
+def put_entries(h: DataHandle, txn: Txn, writes: Mapping[bytes, bytes | None],
+                encoded: Sequence[bytes]) -> None:
+    """Write planned entries in ``txn``: ``encoded`` holds the stored form of the present
+    values of ``writes`` in order; None values are deleted."""
+    versioned = h.instance.versioned
+    values = iter(encoded)
+    for tkey, value in writes.items():
+        if value is None:
+            h.kv.delete(txn, h.instance_id, tkey, h.version, versioned=versioned)
+        else:
+            h.kv.put_raw(txn, h.instance_id, tkey, h.version, next(values),
+                         versioned=versioned)
+
+
+# ----- relationships=verbose ---------------------------------------------------------------
+
+def _verbose_rel(rel: Element, partner: Element | None) -> Element:
+    """A relationship with its partner's Kind and Prop beside Rel and To (DVID's
+    ``relationships=verbose``), and Tags when the partner has any; unchanged when no
+    element is at To."""
+    if partner is None:
+        return rel
+    out = {"Rel": rel["Rel"], "To": rel["To"], "Kind": partner["Kind"]}
+    if partner["Tags"]:
+        out["Tags"] = partner["Tags"]
+    out["Prop"] = partner["Prop"]
+    return out
+
+
+async def with_partners(h: DataHandle, elements: Sequence[Element]) -> list[Element]:
+    """``elements`` with every relationship made verbose: the partners are read in one
+    batch, by the blocks the relationships point into. Call within :func:`bulk`."""
+    coords = sorted(_targets(elements, block_size(h.instance)))
+    if not coords:
+        return list(elements)
+    values = await h.kv.get_many(h.instance_id, [block_tkey(c) for c in coords], h.lineage)
+    found = {tuple(p["Pos"]): p for value in values if value is not None
+             for p in decode_elements(value)}
+    return [{**e, "Rels": [_verbose_rel(r, found.get(tuple(r["To"]))) for r in e["Rels"]]}
+            if e["Rels"] else e for e in elements]
+
+
+async def in_body_verbose(h: DataHandle, body: int) -> bytes:
+    """:func:`in_body` with verbose relationships, a JSON array."""
+    with bulk():
+        return encode_elements(await with_partners(h, await body_elements(h, body)))
+
+
+async def tagged_verbose(h: DataHandle, tag: str) -> bytes:
+    """:func:`tagged` with verbose relationships, a JSON array."""
+    with bulk():
+        chosen = decode_elements(await tagged(h, tag, relationships=True))
+        return encode_elements(await with_partners(h, chosen))
