@@ -49,14 +49,15 @@ from dvidql.errors import BadRequest, NotFound
 from dvidql.storage.base import Txn
 from dvidql.versions.dag import Instance
 
-__all__ = ["all_blocks", "block_size", "blocks_in", "body_elements", "check_sync",
-           "delete_element", "elements_in", "elements_in_roi", "in_body", "in_body_verbose",
-           "inbound_entry", "move_element", "partners", "post_blocks", "post_elements",
-           "put_entries", "ranked_bodies", "scan", "tag_entry", "tagged", "tagged_verbose",
-           "with_partners"]
+__all__ = ["IZYX_MAX", "Edit", "all_blocks", "apply_edit", "block_size", "blocks_in",
+           "body_elements", "check_sync", "delete_element", "element_marker", "elements_in",
+           "elements_in_roi", "every_block", "in_body", "in_body_verbose", "inbound_entry",
+           "move_element", "partners", "post_blocks", "post_elements", "put_entries",
+           "ranked_bodies", "relationship_targets", "scan", "tag_entry", "tagged",
+           "tagged_verbose", "with_partners"]
 
 _DIRECT_BLOCKS = 4096  # boxes spanning more blocks are read by a range scan
-_IZYX_MAX = b"\xff" * 12
+IZYX_MAX = b"\xff" * 12
 
 
 def block_size(instance: Instance) -> Point:
@@ -67,7 +68,7 @@ def _fmt(p: Sequence[int]) -> str:
     return "_".join(map(str, p))
 
 
-def _targets(elements: Iterable[Element], block: Point) -> set[Point]:
+def relationship_targets(elements: Iterable[Element], block: Point) -> set[Point]:
     """The blocks that the elements' relationships point into."""
     return {block_of(r["To"], block) for e in elements for r in e["Rels"]}
 
@@ -78,13 +79,13 @@ def _splice(old: bytes | None, new: bytes) -> bytes:
     return new if old is None else old[:-1] + b"," + new[1:]
 
 
-def _marker(pos: Point) -> bytes:
+def element_marker(pos: Point) -> bytes:
     """How an element at ``pos`` starts in a stored array: canonical elements begin with
     Pos, and inside JSON strings every quote is escaped, so this occurs nowhere else."""
     return b'{"Pos":[%d,%d,%d],' % pos
 
 
-class _Edit:
+class Edit:
     """The blocks an edit touches, as stored and as edited, and every entry it read.
 
     A block is decoded into an editable position → element map (``stored``/``edited``)
@@ -142,7 +143,7 @@ class _Edit:
         unique: dict[Point, Element] = {tuple(e["Pos"]): e for e in elements}  # type: ignore[misc]
         raw = self.raw[coord]
         if coord in self.stored or coord in self.appends or (raw is not None and any(
-                _marker(pos) in raw for pos in unique)):
+                element_marker(pos) in raw for pos in unique)):
             self._decode(coord).update(unique)
         else:
             self.appends[coord] = list(unique.values())
@@ -201,7 +202,7 @@ class _Edit:
                     for tag in dict.fromkeys(element["Tags"]):
                         tag_appends.setdefault(tag_tkey(tag, coord), []).append(
                             without_rels(element))
-                for target in _targets(added, self.block):
+                for target in relationship_targets(added, self.block):
                     gained.setdefault(target, set()).add(coord)
             for coord, before in self.stored.items():
                 after = list(self.edited[coord].values())
@@ -216,10 +217,10 @@ class _Edit:
                 writes[block_tkey(coord)] = encode_elements(after) if after else None
                 for tag in {t for e in (*added, *removed) for t in e["Tags"]}:
                     writes[tag_tkey(tag, coord)] = tag_entry(after, tag)
-                into = _targets(added, self.block)
-                gone = _targets(removed, self.block) - into
+                into = relationship_targets(added, self.block)
+                gone = relationship_targets(removed, self.block) - into
                 if gone:
-                    gone -= _targets(after, self.block)
+                    gone -= relationship_targets(after, self.block)
                 for target in into:
                     gained.setdefault(target, set()).add(coord)
                 for target in gone:
@@ -236,19 +237,19 @@ class _Edit:
         return writes
 
 
-Change = Callable[[_Edit], Awaitable[None]]
+Change = Callable[[Edit], Awaitable[None]]
 
 
 async def _plan(h: DataHandle, txn: Txn | None, change: Change
-                ) -> tuple[_Edit, dict[bytes, bytes | None], list[bytes]]:
-    edit = _Edit(h, txn)
+                ) -> tuple[Edit, dict[bytes, bytes | None], list[bytes]]:
+    edit = Edit(h, txn)
     await change(edit)
     writes = await edit.writes()
     encoded = await h.kv.encode_many([v for v in writes.values() if v is not None])
     return edit, writes, encoded
 
 
-async def _body_changes(h: DataHandle, txn: Txn, edit: _Edit) -> dict[str, Any]:
+async def _body_changes(h: DataHandle, txn: Txn, edit: Edit) -> dict[str, Any]:
     """For an instance synced to a segmentation, the log fields of DVID's
     ANNOTATION_MOD_ELEMENTS: the elements an edit takes out of (Del) and puts into (Add) a
     body, with the bodies under them as ``txn`` sees the segmentation. An element replaced
@@ -271,7 +272,7 @@ async def _body_changes(h: DataHandle, txn: Txn, edit: _Edit) -> dict[str, Any]:
             "Del": [r for r in rows[len(adds):] if r["Label"]]}
 
 
-async def _apply(h: DataHandle, change: Change, record: dict[str, Any]) -> int:
+async def apply_edit(h: DataHandle, change: Change, record: dict[str, Any]) -> int:
     """Plan ``change``, then write it with its log record in one transaction; returns the
     mutation id."""
     with bulk():
@@ -290,13 +291,13 @@ async def post_elements(h: DataHandle, elements: Sequence[Element], mod: ModInfo
     the mutation id."""
     groups = group_by_block(elements, block_size(h.instance))
 
-    async def change(edit: _Edit) -> None:
+    async def change(edit: Edit) -> None:
         await edit.read(coord for coord, _ in groups)
         with bulk():
             for coord, items in groups:
                 edit.add(coord, items)
 
-    return await _apply(h, change, {"Action": "element-post", "Elements": len(elements),
+    return await apply_edit(h, change, {"Action": "element-post", "Elements": len(elements),
                                     "Blocks": len(groups), **mod.fields()})
 
 
@@ -305,13 +306,13 @@ async def post_blocks(h: DataHandle, blocks: Mapping[Point, Sequence[Element]],
     """Replace the elements of whole blocks (an empty list empties the block); returns the
     mutation id. Relationships elsewhere to elements no longer present are left as they are
     (``scan`` reports them)."""
-    async def change(edit: _Edit) -> None:
+    async def change(edit: Edit) -> None:
         await edit.load(blocks)
         for coord, items in blocks.items():
             edit.replace(coord, items)
 
     count = sum(len(items) for items in blocks.values())
-    return await _apply(h, change, {"Action": "element-post", "Elements": count,
+    return await apply_edit(h, change, {"Action": "element-post", "Elements": count,
                                     "Blocks": len(blocks), **mod.fields()})
 
 
@@ -323,20 +324,20 @@ def _missing(h: DataHandle, pos: Point, what: str) -> NotFound:
 async def delete_element(h: DataHandle, pos: Point, mod: ModInfo) -> int:
     """Delete the element at ``pos`` and every relationship pointing at it; returns the
     mutation id."""
-    async def change(edit: _Edit) -> None:
+    async def change(edit: Edit) -> None:
         await edit.partners(pos)
         if edit.edited[block_of(pos, edit.block)].pop(pos, None) is None:
             raise _missing(h, pos, "deleted")
         edit.retarget(pos, None)
 
-    return await _apply(h, change, {"Action": "element-delete", "Point": list(pos),
+    return await apply_edit(h, change, {"Action": "element-delete", "Point": list(pos),
                                     **mod.fields()})
 
 
 async def move_element(h: DataHandle, src: Point, dst: Point, mod: ModInfo) -> int:
     """Move the element at ``src`` to ``dst``, replacing any element there (as DVID does),
     and point relationships to ``src`` at ``dst``; returns the mutation id."""
-    async def change(edit: _Edit) -> None:
+    async def change(edit: Edit) -> None:
         await edit.partners(src)
         await edit.load([block_of(dst, edit.block)])
         element = edit.edited[block_of(src, edit.block)].pop(src, None)
@@ -345,7 +346,7 @@ async def move_element(h: DataHandle, src: Point, dst: Point, mod: ModInfo) -> i
         edit.edited[block_of(dst, edit.block)][dst] = {**element, "Pos": list(dst)}
         edit.retarget(src, dst)
 
-    return await _apply(h, change, {"Action": "element-move", "From": list(src),
+    return await apply_edit(h, change, {"Action": "element-move", "From": list(src),
                                     "To": list(dst), **mod.fields()})
 
 
@@ -393,15 +394,15 @@ async def blocks_in(h: DataHandle, box: Box) -> bytes:
     return encode_block_map(await _stored_blocks(h, box))
 
 
-async def _every_block(h: DataHandle) -> list[tuple[Point, bytes]]:
+async def every_block(h: DataHandle) -> list[tuple[Point, bytes]]:
     start = bytes([BLOCK])
     return [(decode_block_tkey(tkey), value) async for tkey, value in
-            h.kv.scan(h.instance_id, h.lineage, start, start + _IZYX_MAX)]
+            h.kv.scan(h.instance_id, h.lineage, start, start + IZYX_MAX)]
 
 
 async def all_blocks(h: DataHandle) -> bytes:
     """Every block of the instance at this version, as ``blocks_in`` gives them."""
-    return encode_block_map(await _every_block(h))
+    return encode_block_map(await every_block(h))
 
 
 async def elements_in_roi(h: DataHandle, region: DataHandle) -> bytes:
@@ -416,7 +417,7 @@ async def elements_in_roi(h: DataHandle, region: DataHandle) -> bytes:
     first = spans[:, [2, 1, 0]] * theirs // ours  # x, y, z of our first block per span
     last = ((spans[:, [3, 1, 0]] + 1) * theirs - 1) // ours
     if int(np.prod(last - first + 1, axis=1).sum()) > _DIRECT_BLOCKS:
-        stored = await _every_block(h)
+        stored = await every_block(h)
     else:
         coords = sorted({(x, y, z) for (x0, y0, z0), (x1, y1, z1)
                          in zip(first.tolist(), last.tolist(), strict=True)
@@ -505,7 +506,7 @@ async def ranked_bodies(h: DataHandle, kinds: Collection[str], *, at_least: int 
     the bodies under them, so exact after any edit (and as slow as reading every element)."""
     segmentation = h.followed("labelmap instance")
     with bulk():
-        points = [e["Pos"] for _, value in await _every_block(h)
+        points = [e["Pos"] for _, value in await every_block(h)
                   for e in decode_elements(value) if e["Kind"] in kinds]
     if not points:
         return []
@@ -522,7 +523,7 @@ async def tagged(h: DataHandle, tag: str, *, relationships: bool = False) -> byt
         raise BadRequest(f"a tag is at most {MAX_TAG_BYTES} bytes without NUL characters")
     prefix = tag_prefix(tag)
     found = [(decode_tag_tkey(tkey)[1], value) async for tkey, value in
-             h.kv.scan(h.instance_id, h.lineage, prefix, prefix + _IZYX_MAX)]
+             h.kv.scan(h.instance_id, h.lineage, prefix, prefix + IZYX_MAX)]
     if not relationships:
         return join_arrays(value for _, value in found)
     values = await h.kv.get_many(h.instance_id, [block_tkey(c) for c, _ in found], h.lineage)
@@ -533,7 +534,7 @@ async def tagged(h: DataHandle, tag: str, *, relationships: bool = False) -> byt
 async def scan(h: DataHandle) -> dict[str, Any]:
     """Counts of blocks, elements (by Kind) and relationships, and the relationships whose
     target holds no element (allowed, as in DVID, but worth knowing about)."""
-    blocks = await _every_block(h)
+    blocks = await every_block(h)
     elements = [e for _, value in blocks for e in decode_elements(value)]
     present = {tuple(e["Pos"]) for e in elements}
     kinds = Counter(e["Kind"] for e in elements)
@@ -592,7 +593,7 @@ def _verbose_rel(rel: Element, partner: Element | None) -> Element:
 async def with_partners(h: DataHandle, elements: Sequence[Element]) -> list[Element]:
     """``elements`` with every relationship made verbose: the partners are read in one
     batch, by the blocks the relationships point into. Call within :func:`bulk`."""
-    coords = sorted(_targets(elements, block_size(h.instance)))
+    coords = sorted(relationship_targets(elements, block_size(h.instance)))
     if not coords:
         return list(elements)
     values = await h.kv.get_many(h.instance_id, [block_tkey(c) for c in coords], h.lineage)

@@ -4,8 +4,8 @@ DVID keeps a per-label copy of the elements that clients may load in bulk (``POS
 and rebuilds its tag and label copies from the blocks (``POST reload``). dvidql computes a
 body's elements from the segmentation at the request, so there is no label copy: ``labels``
 adds the posted elements the instance lacks, and ``reload`` checks (and rewrites) the tag and
-inbound-relationship entries against the blocks. Both reuse the edit machinery of ``ops``
-(package-private names), so they write exactly what edits write.
+inbound-relationship entries against the blocks. Both reuse the edit machinery of ``ops``,
+so they write exactly what edits write.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ import orjson
 from dvidql.codec.annotation import Element, block_of, bulk, decode_elements, group_by_block
 from dvidql.datatypes.annotation.keys import INBOUND, TAG, inbound_tkey, tag_tkey
 from dvidql.datatypes.annotation.ops import (
-    _IZYX_MAX,
-    _apply,
-    _Edit,
-    _every_block,
-    _marker,
-    _targets,
+    IZYX_MAX,
+    Edit,
+    apply_edit,
     block_size,
+    element_marker,
+    every_block,
     inbound_entry,
     put_entries,
+    relationship_targets,
     tag_entry,
 )
 from dvidql.datatypes.base import DataHandle, ModInfo
@@ -64,7 +64,7 @@ async def post_labels(h: DataHandle, labeled: Sequence[tuple[int, Sequence[Eleme
     record: dict[str, Any] = {"Action": "element-post", "Elements": 0, "Blocks": 0,
                               **mod.fields()}
 
-    async def change(edit: _Edit) -> None:
+    async def change(edit: Edit) -> None:
         await edit.read(coord for coord, _ in groups)
         added = present = blocks = 0
         with bulk():
@@ -73,7 +73,7 @@ async def post_labels(h: DataHandle, labeled: Sequence[tuple[int, Sequence[Eleme
                                                 for e in items}
                 raw = edit.raw[coord]
                 fresh = [e for pos, e in unique.items()
-                         if raw is None or _marker(pos) not in raw]
+                         if raw is None or element_marker(pos) not in raw]
                 present += len(unique) - len(fresh)
                 if fresh:
                     edit.add(coord, fresh)
@@ -83,7 +83,7 @@ async def post_labels(h: DataHandle, labeled: Sequence[tuple[int, Sequence[Eleme
         counts.update(Added=added, Present=present)
         record.update(Elements=added, Blocks=blocks)
 
-    mutation = await _apply(h, change, record)
+    mutation = await apply_edit(h, change, record)
     return counts, mutation
 
 
@@ -136,7 +136,7 @@ async def _reload_plan(h: DataHandle) -> tuple[dict[str, Any], dict[bytes, bytes
     tags: dict[bytes, bytes] = {}
     sources: dict[Point, set[Point]] = {}
     elements = misplaced = 0
-    blocks = await _every_block(h)
+    blocks = await every_block(h)
     with bulk():
         for coord, value in blocks:
             items = decode_elements(value)
@@ -146,12 +146,12 @@ async def _reload_plan(h: DataHandle) -> tuple[dict[str, Any], dict[bytes, bytes
                 entry = tag_entry(items, tag)
                 if entry is not None:  # always: some element has the tag
                     tags[tag_tkey(tag, coord)] = entry
-            for target in _targets(items, block):
+            for target in relationship_targets(items, block):
                 sources.setdefault(target, set()).add(coord)
         inbound = {inbound_tkey(t): inbound_entry(s) for t, s in sources.items()}
         # tags are UTF-8, so no tag key starts TAG, 0xFF
         stored_tags = await _stored(h, bytes([TAG]), bytes([TAG, 0xFF]))
-        stored_inbound = await _stored(h, bytes([INBOUND]), bytes([INBOUND]) + _IZYX_MAX)
+        stored_inbound = await _stored(h, bytes([INBOUND]), bytes([INBOUND]) + IZYX_MAX)
         tag_report, tag_writes = _compare(tags, stored_tags, _same_elements)
         inbound_report, inbound_writes = _compare(
             {k: v for k, v in inbound.items() if v is not None}, stored_inbound, _same_sources)
