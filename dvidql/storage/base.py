@@ -109,6 +109,9 @@ class MetaStore(abc.ABC):
     supports_snapshots: bool = True
     supports_concurrent_writers: bool = False
     max_key_bytes: int | None = None  # longest key the medium stores (None: no limit)
+    # Committed write transactions so far, where every writer is in this process (so readers
+    # may remember what they read until it changes); None where other processes write too.
+    generation: int | None = None
 
     @abc.abstractmethod
     async def get(self, key: bytes) -> bytes | None: ...
@@ -346,6 +349,7 @@ class EngineMetaStore(MetaStore):
         self.engine = engine
         self.max_key_bytes = engine.max_key_bytes
         self._write_lock = asyncio.Lock()
+        self.generation = 0  # committed write transactions, counted once each is stored
 
     async def get(self, key: bytes) -> bytes | None:
         return _get_many(self.engine, [key])[0]
@@ -373,10 +377,13 @@ class EngineMetaStore(MetaStore):
             txn = _EngineTxn(self.engine)
             yield txn
             if txn.writes:
-                if self.engine.slow_apply:
-                    await asyncio.to_thread(self.engine.apply, txn.writes)
-                else:
-                    self.engine.apply(txn.writes)
+                try:
+                    if self.engine.slow_apply:
+                        await asyncio.to_thread(self.engine.apply, txn.writes)
+                    else:
+                        self.engine.apply(txn.writes)
+                finally:  # even a failed apply may have changed what reads see
+                    self.generation += 1
 
     async def close(self) -> None:
         self.engine.close()

@@ -32,6 +32,8 @@ TOMBSTONE = b"\x00"
 _INLINE = 1
 _BLOB = 2
 _VERSION_SPAN = (b"\x00\x00\x00\x00", b"\xff\xff\xff\xff\x00")
+_REMEMBERED_BYTES = 128  # block references and mapping entries, not inline values
+_REMEMBERED_ENTRIES = 1 << 16
 _MATERIALIZE_BATCH = 256
 T = TypeVar("T")
 
@@ -118,6 +120,10 @@ class VersionedKV:
         self.blobs = blobs
         self.inline_limit = inline_limit
         self.cache = DecodedCache(cache_bytes)
+        # Small entries found by get_raw, with the store's write generation they were read
+        # at: only where this process makes every write (else another could change them).
+        self._entries_seen: dict[tuple[int, bytes, int], tuple[int, bytes | None]] | None = (
+            None if meta.generation is None else {})
 
     # ----- reads -------------------------------------------------------------------------
 
@@ -134,8 +140,22 @@ class VersionedKV:
         return out
 
     async def get_raw(self, instance: int, tkey: bytes, lineage: Lineage) -> bytes | None:
-        """The tagged entry visible at the lineage's version (None if absent)."""
-        return resolve((await self._entries(instance, [tkey]))[0], lineage)
+        """The tagged entry visible at the lineage's version (None if absent). One key at a
+        time is the hot read of single-point requests, so on a store this process alone
+        writes, small entries are remembered until the next committed write."""
+        seen, generation = self._entries_seen, self.meta.generation
+        if seen is None or generation is None:
+            return resolve((await self._entries(instance, [tkey]))[0], lineage)
+        key = (instance, tkey, lineage.version)
+        hit = seen.get(key)
+        if hit is not None and hit[0] == generation:
+            return hit[1]
+        raw = resolve((await self._entries(instance, [tkey]))[0], lineage)
+        if raw is None or len(raw) <= _REMEMBERED_BYTES:
+            if len(seen) >= _REMEMBERED_ENTRIES:
+                seen.clear()
+            seen[key] = (generation, raw)  # a write meanwhile makes it stale, never wrong
+        return raw
 
     async def get_raw_many(
         self, instance: int, tkeys: Sequence[bytes], lineage: Lineage, txn: Txn | None = None
@@ -171,6 +191,10 @@ class VersionedKV:
         (``weigh`` gives its size), so the next read of that blob, at any version, neither
         fetches nor decodes it. ``kind`` names the decoding: one blob may be decoded in
         several ways."""
+        if len(raws) == 1 and raws[0][0] == _BLOB:  # one block, as a point read asks
+            hit = self.cache.get((kind, raws[0]))
+            if hit is not None:
+                return [hit]
         out: list[T | None] = [None] * len(raws)
         missing = []
         for i, raw in enumerate(raws):

@@ -98,6 +98,10 @@ class RepoManager:
 
     def resolve(self, text: str) -> tuple[Repo, Node]:
         """The repo and version a URL reference names (prefix, ``uuid:branch~N``, ``:branch``)."""
+        exact = self._uuids.get(text)
+        if exact is not None:  # a whole UUID, as most requests give: no parsing needed
+            repo = self.repos[exact[0]]
+            return repo, repo.nodes[exact[1]]
         ref = parse_ref(text)
         if ref.prefix:
             repo, node = self._by_prefix(ref.prefix, text)
