@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -59,6 +60,16 @@ class _CatchUp:
         await self.app(scope, receive, send)
 
 
+_CORS: dict[str, Any] = {"allow_origins": ["*"], "allow_methods": ["*"],
+                         "allow_headers": ["Authorization", "Content-Type", "Range"],
+                         "expose_headers": ["Content-Range", "Content-Length"]}
+
+
+async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The app of the CORS policy that data requests consult for their headers only."""
+    raise RuntimeError("not an app")
+
+
 async def _home(request: Request) -> Response:
     return RedirectResponse("/graphql")
 
@@ -79,12 +90,10 @@ def build_app(settings: Settings, service: Service | None = None) -> Starlette:
 
     return Starlette(
         routes=[*rest_routes(), *graphql_routes(), Route("/", _home)],
-        middleware=[
-            Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"],
-                       allow_headers=["Authorization", "Content-Type", "Range"],
-                       expose_headers=["Content-Range", "Content-Length"]),
+        middleware=[  # data requests are answered first: they catch up and apply CORS too
+            Middleware(DataRequests, cors=CORSMiddleware(_no_app, **_CORS)),
+            Middleware(CORSMiddleware, **_CORS),
             Middleware(_CatchUp),
-            Middleware(DataRequests),
         ],
         exception_handlers={DvidqlError: error_response, HTTPException: _http_error},
         lifespan=lifespan,

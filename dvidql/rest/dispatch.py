@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from starlette.convertors import Convertor
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dvidql.datatypes.base import DataHandle
 from dvidql.errors import BadRequest, DvidqlError, NotFound
@@ -67,7 +68,8 @@ TYPE_ROUTES: dict[str, list[TypeRoute]] = {"keyvalue": keyvalue.routes,
                                              "annotation": annotation.routes,
                                              "labelsz": labelsz.routes}
 
-_Compiled = tuple[TypeRoute, re.Pattern[str], dict[str, Convertor[Any]]]
+# a route, its path's regex and convertors, and the methods it answers (HEAD with GET)
+_Compiled = tuple[TypeRoute, re.Pattern[str], dict[str, Convertor[Any]], frozenset[str]]
 
 
 def _compile(table: Sequence[TypeRoute]) -> dict[str, list[_Compiled]]:
@@ -76,7 +78,9 @@ def _compile(table: Sequence[TypeRoute]) -> dict[str, list[_Compiled]]:
     out: dict[str, list[_Compiled]] = {}
     for route in table:
         regex, _, convertors = compile_path(route.path)
-        out.setdefault(_first_segment(route.path), []).append((route, regex, convertors))
+        methods = route.methods | ({"HEAD"} if "GET" in route.methods else set())
+        out.setdefault(_first_segment(route.path), []).append(
+            (route, regex, convertors, frozenset(methods)))
     return out
 
 
@@ -89,16 +93,17 @@ _COMPILED = {name: _compile([*table, *COMMON_ROUTES]) for name, table in TYPE_RO
 
 async def dispatch(request: Request) -> Response:
     svc = service(request)
-    repo, node = svc.repos.resolve(request.path_params["uuid"])
-    instance = svc.repos.instance(repo, request.path_params["name"])
-    path = "/" + request.path_params["rest"]
+    where = request.path_params
+    repo, node = svc.repos.resolve(where["uuid"])
+    instance = svc.repos.instance(repo, where["name"])
+    path = "/" + where["rest"]
     method = request.method
     allowed: set[str] = set()
-    for route, regex, convertors in _COMPILED[instance.type_name].get(_first_segment(path), ()):
+    for route, regex, convertors, methods in _COMPILED[instance.type_name].get(
+            _first_segment(path), ()):
         match = regex.match(path)
         if match is None:
             continue
-        methods = route.methods | ({"HEAD"} if "GET" in route.methods else set())
         if method not in methods:
             allowed |= methods
             continue
@@ -121,30 +126,42 @@ _DATA_PATH = re.compile(r"/api/node/(?P<uuid>[^/]+)/(?P<name>[^/]+)/(?P<rest>.*)
 
 class DataRequests:
     """ASGI middleware serving data requests with :func:`dispatch` and answering its refusals
-    (:class:`DvidqlError`) as the app's exception handler does; every other request goes on
-    to the app. Errors raised after a response has started propagate, as in Starlette."""
+    (:class:`DvidqlError`) as the app's exception handler does; every other request, and
+    CORS preflights, go on to the app. Handlers return whole responses (no streaming), so a
+    refusal always comes before anything is sent.
 
-    def __init__(self, app: ASGIApp) -> None:
+    It sits outside the CORS middleware, whose wrapping of every response costs as much as a
+    label read, and adds what that middleware would add to a simple response: the ``cors``
+    policy's headers when the request has an Origin, and ``Vary: Origin``. It also takes in
+    other processes' repo changes first, as the app does for every other request."""
+
+    def __init__(self, app: ASGIApp, cors: CORSMiddleware) -> None:
         self.app = app
+        self.cors_headers = [(k.lower().encode(), v.encode())
+                             for k, v in cors.simple_headers.items()]
+        if not cors.allow_all_origins or cors.allow_credentials:
+            raise ValueError("data requests apply a CORS policy that allows every origin "
+                             "without credentials")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _DATA_PATH.fullmatch(scope["path"]) if scope["type"] == "http" else None
         if match is None:
             await self.app(scope, receive, send)
             return
+        headers = scope["headers"]
+        origin = any(name == b"origin" for name, _ in headers)
+        if origin and scope["method"] == "OPTIONS" and any(
+                name == b"access-control-request-method" for name, _ in headers):
+            await self.app(scope, receive, send)  # a preflight: the CORS middleware's
+            return
         scope["path_params"] = match.groupdict()
         request = Request(scope, receive)
-        started = False
-
-        async def sender(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
         try:
+            await service(request).repos.catch_up()  # as the app's _CatchUp does
             response = await dispatch(request)
-            await response(scope, receive, sender)
         except DvidqlError as exc:
-            if started:
-                raise
-            await (await error_response(request, exc))(scope, receive, send)
+            response = await error_response(request, exc)
+        if origin:
+            response.raw_headers.extend(self.cors_headers)
+        response.raw_headers.append((b"vary", b"Origin"))
+        await response(scope, receive, send)

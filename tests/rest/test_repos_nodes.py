@@ -42,6 +42,13 @@ def test_cors_headers(client: httpx.Client, root: str) -> None:
     data = client.get(f"/api/node/{root}/kv/keys", headers=origin)  # served past the router
     assert data.status_code == 200 and data.headers["access-control-allow-origin"] == "*"
     assert "content-range" in data.headers["access-control-expose-headers"].lower()
+    assert data.headers["vary"] == "Origin"
+    refused = client.get(f"/api/node/{root}/kv/nosuchendpoint", headers=origin)
+    assert refused.status_code == 404 and refused.headers["access-control-allow-origin"] == "*"
+    plain = client.get(f"/api/node/{root}/kv/keys")  # no Origin: no CORS headers, as before
+    assert "access-control-allow-origin" not in plain.headers
+    assert plain.headers["vary"] == "Origin"
+    assert client.options(f"/api/node/{root}/kv/keys").status_code == 405  # not a preflight
 
 
 def test_repo_info_shape(client: httpx.Client, root: str) -> None:

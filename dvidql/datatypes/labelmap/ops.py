@@ -65,7 +65,7 @@ async def label_at(h: DataHandle, point: Sequence[int], *, supervoxels: bool = F
     """The label (body, or ``supervoxels``) at one x, y, z voxel: :func:`labels_at` for the
     single point that proofreading tools ask for most, in integer arithmetic, without the
     array set-up that pays off only for many points."""
-    x, y, z = (int(v) for v in point)
+    x, y, z = map(int, point)
     if not (INT32_MIN <= min(x, y, z) and max(x, y, z) <= INT32_MAX):
         raise BadRequest(_POINT_RANGE)
     bx, by, bz = h.instance.settings["BlockSize"]
