@@ -123,12 +123,15 @@ class DataHandle:
     def instance_id(self) -> int:
         return self.instance.instance_id
 
-    def sibling(self, name: str) -> DataHandle:
-        """Another instance of the repo as this request sees it (same version, same rights),
-        for datatypes that read each other, as annotations read their segmentation."""
+    def sibling(self, name: str, node: Node | None = None) -> DataHandle:
+        """Another instance of the repo as this request sees it (same version unless ``node``
+        names another, same rights), for datatypes that read each other, as annotations read
+        their segmentation."""
         instance = self.repos.instance(self.repo, name)
-        version, lineage = self.repos.data_version(self.repo, self.node, instance)
-        return replace(self, instance=instance, version=version, lineage=lineage, scale=0)
+        node = self.node if node is None else node
+        version, lineage = self.repos.data_version(self.repo, node, instance)
+        return replace(self, node=node, instance=instance, version=version, lineage=lineage,
+                       scale=0)
 
     def followed(self, what: str) -> DataHandle:
         """The instance this one follows (its ``Sync`` setting, set by POST sync); ``what``

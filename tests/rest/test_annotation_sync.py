@@ -317,3 +317,52 @@ def test_the_log_keeps_up_under_concurrent_edits(server: Any) -> None:
         for body, positions in replayed.items():
             got = ok(http.get(url(root, "syn", f"label/{body}"))).json()
             assert {tuple(e["Pos"]) for e in got} == positions, body
+
+
+def test_labelsz_counts_inside_its_roi(client: httpx.Client, synced: tuple[str, Model]) -> None:
+    """The ROI setting counts only the elements inside the region, read at the request's
+    version or at the one the setting names."""
+    root, model = synced
+    ok(client.post(f"/api/repo/{root}/instance", json={"typename": "roi", "dataname": "left"}))
+    ok(client.post(url(root, "left", "roi"), json=[[z, y, 0, 1] for z in range(2)
+                                                     for y in range(2)]))  # x < 64
+    ok(client.post(f"/api/repo/{root}/instance", json={
+        "typename": "labelsz", "dataname": "left-ranks", "ROI": "left"}))
+    ok(client.post(f"/api/repo/{root}/instance", json={
+        "typename": "labelsz", "dataname": "pinned", "ROI": f"left,{root}"}))
+    for name in ("left-ranks", "pinned"):
+        ok(client.post(url(root, name, "sync"), json={"sync": "syn"}))
+    assert ok(client.get(url(root, "left-ranks", "info"))).json()["Extended"]["ROI"] == "left"
+
+    def want(xmax: int) -> list[tuple[int, int]]:
+        found: dict[int, int] = {}
+        for p in model.points:
+            if p[0] < xmax:
+                found[model.body_of(p)] = found.get(model.body_of(p), 0) + 1
+        return sorted(found.items(), key=lambda item: (-item[1], item[0]))
+
+    def got(uuid: str, name: str) -> list[tuple[int, int]]:
+        return [(r["Label"], r["AllSyn"]) for r in ok(client.get(url(
+            uuid, name, "top/100/AllSyn"))).json()]
+
+    assert got(root, "left-ranks") == got(root, "pinned") == want(64)
+    body, count = want(64)[0]
+    assert ok(client.get(url(root, "left-ranks", f"count/{body}/AllSyn"))).json() == {
+        "Label": body, "AllSyn": count}
+    version = child(client, root)  # the region grows in a child version
+    ok(client.post(url(version, "left", "roi"), json=[[z, y, 2, 2] for z in range(2)
+                                                        for y in range(2)]))  # x < 96
+    assert got(version, "left-ranks") == want(96)
+    assert got(version, "pinned") == got(root, "left-ranks") == want(64)
+
+    for settings, status, words in (({"ROI": ",abc"}, 400, "ROI must be"),
+                                    ({"ROI": "a,b,c"}, 400, "ROI must be"),
+                                    ({"Region": "left"}, 400, "unknown setting")):
+        refused = client.post(f"/api/repo/{version}/instance", json={
+            "typename": "labelsz", "dataname": "bad", **settings})
+        assert refused.status_code == status and words in refused.json()["error"], settings
+    for name, roi, status in (("nowhere", "nosuch", 404), ("wrongtype", "syn", 400)):
+        ok(client.post(f"/api/repo/{version}/instance", json={
+            "typename": "labelsz", "dataname": name, "ROI": roi}))
+        ok(client.post(url(version, name, "sync"), json={"sync": "syn"}))
+        assert client.get(url(version, name, "top/3/AllSyn")).status_code == status, name

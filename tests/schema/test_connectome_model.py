@@ -3,11 +3,13 @@
 Random element posts, deletes and moves are interleaved with random merges, cleaves and
 splits of the synced segmentation. After every step each body's elements (REST), the tag, box
 and ROI queries, labelsz rankings and counts, GraphQL partners and the annotation's
-``mod-elements`` log records must equal what the model says; after a restart, again.
+``mod-elements`` log records must equal what the model says (labelsz with and without an
+ROI setting); after a restart, again.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from typing import Any
@@ -50,8 +52,9 @@ class Model:
     def in_body(self, body: int) -> list[Pos]:
         return sorted(p for p in self.elements if self.body_at(p) == body)
 
-    def ranking(self, kinds: set[str]) -> list[tuple[int, int]]:
-        counts = Counter(self.body_at(p) for p, e in self.elements.items() if e["Kind"] in kinds)
+    def ranking(self, kinds: set[str], where: Any = None) -> list[tuple[int, int]]:
+        counts = Counter(self.body_at(p) for p, e in self.elements.items()
+                         if e["Kind"] in kinds and (where is None or where(p)))
         counts.pop(0, None)
         return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
@@ -232,13 +235,15 @@ class Scenario:
         assert self.got("syn", f"elements/{geometry}") == self.elements(box)
         assert self.got("syn", "roi/region") == self.elements(
             [p for p in model.elements if in_roi(p)])
-        for kind, kinds in (("PreSyn", {"PreSyn"}), ("AllSyn", {"PreSyn", "PostSyn"})):
-            want = model.ranking(kinds)
-            got = ok(self.http.get(self.url("ranks", f"top/5/{kind}")))
-            assert [(r["Label"], r[kind]) for r in got] == want[:5]
+        for (kind, kinds), (name, where) in itertools.product(
+                (("PreSyn", {"PreSyn"}), ("AllSyn", {"PreSyn", "PostSyn"})),
+                (("ranks", None), ("ranks-in-roi", in_roi))):
+            want = model.ranking(kinds, where)
+            got = ok(self.http.get(self.url(name, f"top/5/{kind}")))
+            assert [(r["Label"], r[kind]) for r in got] == want[:5], name
             for body, count in want[-2:]:
-                assert ok(self.http.get(self.url("ranks", f"count/{body}/{kind}"))) == {
-                    "Label": body, kind: count}
+                assert ok(self.http.get(self.url(name, f"count/{body}/{kind}"))) == {
+                    "Label": body, kind: count}, name
         async with http_session(self.server) as api:
             for body in sorted(bodies)[:3]:
                 data = await api.run(PARTNERS, v=self.root, b=str(body))
@@ -253,6 +258,7 @@ def start(http: httpx.Client) -> tuple[str, Model]:
     for body in ({"typename": "labelmap", "dataname": "seg"},
                  {"typename": "annotation", "dataname": "syn"},
                  {"typename": "labelsz", "dataname": "ranks"},
+                 {"typename": "labelsz", "dataname": "ranks-in-roi", "ROI": "region"},
                  {"typename": "roi", "dataname": "region"}):
         ok(http.post(f"/api/repo/{root}/instance", json=body))
     svs = (1 + np.arange(SHAPE[2]) // 32)[None, None, :] + 4 * (np.arange(SHAPE[1]) // 32
@@ -262,7 +268,8 @@ def start(http: httpx.Client) -> tuple[str, Model]:
     ok(http.post(f"/api/node/{root}/seg/raw/0_1_2/128_64_64/0_0_0",
                  content=svs.astype("<u8").tobytes()))
     ok(http.post(f"/api/node/{root}/syn/sync", json={"sync": "seg"}))
-    ok(http.post(f"/api/node/{root}/ranks/sync", json={"sync": "syn"}))
+    for name in ("ranks", "ranks-in-roi"):
+        ok(http.post(f"/api/node/{root}/{name}/sync", json={"sync": "syn"}))
     ok(http.post(f"/api/node/{root}/region/roi", json=ROI_SPANS))
     bodies = svs.copy()
     for merged in ([1, 2, 5], [3, 4], [9, 10, 13, 14]):  # bodies that cleaves can take apart
@@ -283,5 +290,6 @@ async def test_random_proofreading_matches_the_model(make_server: Any) -> None:
         assert min(scenario.done[a] for a in (
             "post", "delete", "move", "merge", "cleave", "split")) >= 2, scenario.done
         assert len(model.elements) > 20 and len(np.unique(model.bodies)) > 4
+        assert len(model.ranking({"PreSyn", "PostSyn"}, in_roi)) > 2
         server.restart()
         await scenario.check()

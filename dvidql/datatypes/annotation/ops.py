@@ -499,18 +499,23 @@ async def partners(h: DataHandle, body: int) -> list[tuple[int, int, int]]:
 
 
 async def ranked_bodies(h: DataHandle, kinds: Collection[str], *, at_least: int = 1,
-                        offset: int = 0, limit: int | None = None) -> list[tuple[int, int]]:
+                        offset: int = 0, limit: int | None = None,
+                        region: DataHandle | None = None) -> list[tuple[int, int]]:
     """(body, count) of the bodies of the synced segmentation holding at least ``at_least``
-    elements of ``kinds``, most first (ties by increasing body, as DVID's labelsz ranks
-    them), from rank ``offset``, at most ``limit``. From all the elements at this version and
-    the bodies under them, so exact after any edit (and as slow as reading every element)."""
+    elements of ``kinds`` (inside the roi instance ``region`` if given), most first (ties by
+    increasing body, as DVID's labelsz ranks them), from rank ``offset``, at most ``limit``.
+    From all the elements at this version and the bodies under them, so exact after any edit
+    (and as slow as reading every element)."""
     segmentation = h.followed("labelmap instance")
     with bulk():
-        points = [e["Pos"] for _, value in await every_block(h)
-                  for e in decode_elements(value) if e["Kind"] in kinds]
-    if not points:
+        points = np.array([e["Pos"] for _, value in await every_block(h)
+                           for e in decode_elements(value) if e["Kind"] in kinds],
+                          np.int64).reshape(-1, 3)
+    if region is not None:
+        points = points[await roi_ops.contains(region, points)]
+    if not len(points):
         return []
-    found = await labels_at(segmentation, np.array(points, np.int64))
+    found = await labels_at(segmentation, points)
     bodies, counts = np.unique(found[found != 0], return_counts=True)
     order = np.lexsort((bodies, -counts))
     order = order[counts[order] >= at_least][offset:None if limit is None else offset + limit]
