@@ -1,7 +1,17 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
 import httpx
 import pytest
+
+from dvidql.config import Settings
+from dvidql.datatypes.base import DataHandle
+from dvidql.service import Service
+from dvidql.storage.memory import MemoryBlobStore, memory_meta_store
+from dvidql.versions.dag import Node, Repo
 
 
 def new_repo(http: httpx.Client, **settings: str) -> str:
@@ -24,3 +34,28 @@ def child(http: httpx.Client, parent: str, action: str = "newversion", **body: s
 @pytest.fixture
 def root(client: httpx.Client) -> str:
     return new_repo(client)
+
+
+@dataclass
+class InProcess:
+    """A service on an in-memory store with one repo holding an annotation instance 'syn',
+    and a writing handle on it at the root, for tests that call operations directly."""
+
+    service: Service
+    repo: Repo
+    node: Node
+    syn: DataHandle
+
+
+@pytest.fixture
+async def in_process(tmp_path: Path) -> AsyncIterator[InProcess]:
+    service = Service(Settings(data=tmp_path), memory_meta_store(), MemoryBlobStore())
+    repo = await service.repos.create_repo(alias="log")
+    repo, node = service.repos.resolve(repo.root)
+    await service.create_instance(service.caller(None), repo, node,
+                                  {"typename": "annotation", "dataname": "syn"})
+    repo, node = service.repos.resolve(repo.root)
+    syn = service.handle_at(repo, node, service.repos.instance(repo, "syn"),
+                            service.caller(None), write=True)
+    yield InProcess(service, repo, node, syn)
+    await service.close()

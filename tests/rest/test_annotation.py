@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import random
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from dvidql.config import Settings
 from dvidql.datatypes.annotation import ops
 from dvidql.datatypes.base import ModInfo
-from dvidql.service import Service
-from dvidql.storage.memory import MemoryBlobStore, memory_meta_store
-from tests.rest.conftest import child
+from tests.rest.conftest import InProcess, child
 
 BLOCK = 8  # small blocks, so random points spread over many and moves cross them
 LO, HI = -12, 20  # the cube random points come from: four blocks along each axis
@@ -321,15 +317,8 @@ def test_concurrent_posts_lose_nothing(server: Any) -> None:
         assert http.get(url(uuid, "scan")).json()["Relationships"] == 0
 
 
-async def test_log_records_carry_dvids_fields(tmp_path: Path) -> None:
-    service = Service(Settings(data=tmp_path), memory_meta_store(), MemoryBlobStore())
-    repo = await service.repos.create_repo(alias="log")
-    repo, node = service.repos.resolve(repo.root)
-    await service.create_instance(service.caller(None), repo, node,
-                                  {"typename": "annotation", "dataname": "syn"})
-    repo, node = service.repos.resolve(repo.root)
-    h = service.handle_at(repo, node, service.repos.instance(repo, "syn"),
-                          service.caller(None), write=True)
+async def test_log_records_carry_dvids_fields(in_process: InProcess) -> None:
+    service, repo, node, h = in_process.service, in_process.repo, in_process.node, in_process.syn
     who = ModInfo("ann", "tracer")
     await ops.post_elements(h, [{"Pos": [1, 2, 3], "Kind": "Note", "Tags": [], "Prop": {},
                                  "Rels": []}], who)
@@ -345,4 +334,3 @@ async def test_log_records_carry_dvids_fields(tmp_path: Path) -> None:
         {"Action": "element-delete", "Point": [4, 5, 6], "From": None, "To": None,
          "User": "ann", "App": "tracer", "UUID": node.uuid}]
     assert records[0]["Elements"] == 1 and records[0]["Blocks"] == 1
-    await service.close()

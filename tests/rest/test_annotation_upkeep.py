@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,9 +19,8 @@ from dvidql.datatypes.annotation.keys import inbound_tkey, tag_tkey
 from dvidql.datatypes.base import DataHandle, ModInfo
 from dvidql.service import Service
 from dvidql.storage.base import Txn
-from dvidql.storage.memory import MemoryBlobStore, memory_meta_store
 from tests.conftest import LiveServer
-from tests.rest.conftest import child
+from tests.rest.conftest import InProcess, child
 from tests.rest.test_annotation import Model, random_step
 
 Element = dict[str, Any]
@@ -300,15 +298,8 @@ def test_reload_refused_on_committed_versions(client: httpx.Client, root: str) -
     assert client.post(url(kid, "reload?inmemory=no")).status_code == 400
 
 
-async def test_labels_log_one_element_post(tmp_path: Path) -> None:
-    service = Service(Settings(data=tmp_path), memory_meta_store(), MemoryBlobStore())
-    repo = await service.repos.create_repo(alias="log")
-    repo, node = service.repos.resolve(repo.root)
-    await service.create_instance(service.caller(None), repo, node,
-                                  {"typename": "annotation", "dataname": "syn"})
-    repo, node = service.repos.resolve(repo.root)
-    h = service.handle_at(repo, node, service.repos.instance(repo, "syn"),
-                          service.caller(None), write=True)
+async def test_labels_log_one_element_post(in_process: InProcess) -> None:
+    service, repo, h = in_process.service, in_process.repo, in_process.syn
     note = {"Tags": [], "Prop": {}, "Rels": [], "Kind": "Note"}
     counts, mutation = await upkeep.post_labels(
         h, [(3, [{**note, "Pos": [1, 2, 3]}, {**note, "Pos": [100, 2, 3]}])],
@@ -320,4 +311,3 @@ async def test_labels_log_one_element_post(tmp_path: Path) -> None:
                                            "MutationID")} == {
         "Action": "element-post", "Elements": 2, "Blocks": 2, "User": "ann",
         "MutationID": mutation}
-    await service.close()
