@@ -258,6 +258,7 @@ class Plan:
     indices: list[LabelIndex] = field(default_factory=list)  # as put_index stores them
     _encoded: list[bytes] = field(default_factory=list)
     _blocks: list[bytes] = field(default_factory=list)
+    _followers: list[str] = field(default_factory=list)  # the instances asked, by name
     _followed: list[tuple[DataHandle, Followed]] = field(default_factory=list)
     _followed_in: Txn | None = None
 
@@ -268,6 +269,7 @@ class Plan:
         values = [v for v in self.writes.values() if v is not None]
         self._encoded = await h.kv.encode_many(values)
         self._blocks = await h.kv.encode_many(list(self.blocks.values()), blob=True)
+        self._followers = _followers(h)
         self._followed = await _follow(h, txn, self)
         self._followed_in = txn
 
@@ -276,8 +278,8 @@ class Plan:
         """Write the plan in ``txn``, the mutation ``action`` (its log record's Action) with
         id ``mutation_id``, and the following instances' records: found again inside
         ``txn`` if anything they were found from has changed since."""
-        if self._followed_in is not txn and not all(
-                [await done.unchanged(h, follower, txn) for follower, done in self._followed]):
+        if self._followed_in is not txn and (_followers(h) != self._followers or not all(
+                [await done.unchanged(h, follower, txn) for follower, done in self._followed])):
             self._followed = await _follow(h, txn, self)
         cause = {"DataName": h.instance.name, "MutationID": mutation_id, "Action": action}
         for follower, done in self._followed:
@@ -323,7 +325,6 @@ class Plan:
         return BodyChanges(sorted(coords), rewritten, remapped)  # type: ignore[arg-type]
 
 
-
 @dataclass(frozen=True)
 class BodyChanges:
     """How one segmentation mutation may change the body under points, for the instances
@@ -365,10 +366,17 @@ def follow_bodies(type_name: str, follower: Follower) -> None:
     _FOLLOWERS[type_name] = follower
 
 
+def _followers(h: DataHandle) -> list[str]:
+    """The instances following the segmentation now (a sync may come between a mutation's
+    planning and its transaction)."""
+    repo = h.repos.repos.get(h.repo.repo_id, h.repo)  # as installed now
+    return sorted(i.name for i in repo.instances.values()
+                  if i.type_name in _FOLLOWERS and i.settings.get("Sync") == h.instance.name)
+
+
 async def _follow(h: DataHandle, txn: Txn | None, plan: Plan
                   ) -> list[tuple[DataHandle, Followed]]:
-    names = [i.name for i in h.repo.instances.values()
-             if i.type_name in _FOLLOWERS and i.settings.get("Sync") == h.instance.name]
+    names = _followers(h)
     if not names or h.scale:
         return []
     changes = plan.body_changes()
