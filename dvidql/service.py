@@ -85,6 +85,9 @@ class Service:
         self.repos = RepoManager(meta, self.kv)
         self.started = time.time()
         self._throttled = 0
+        # handles made lately, by the repo, version and instance objects they were made from
+        # (a repo change installs new objects, so a stale one is never found again)
+        self._handles: dict[tuple[int, int, int, bool], DataHandle] = {}
 
     @classmethod
     async def open(cls, settings: Settings) -> Service:
@@ -132,11 +135,21 @@ class Service:
     ) -> DataHandle:
         if write:
             self.require_writable(caller)
+        bypass = self.bypass_lock(caller)
+        key = (id(repo), id(node), id(instance), bypass)
+        found = self._handles.get(key)
+        if found is not None and found.repo is repo and found.node is node and \
+                found.instance is instance:  # (a cached handle keeps its ids from reuse)
+            return found
         version, lineage = self.repos.data_version(repo, node, instance)
-        return DataHandle(self.kv, self.repos, repo, node, instance, version, lineage,
-                          bypass_lock=self.bypass_lock(caller),
-                          max_request_bytes=self.settings.max_request_bytes,
-                          allow_split=self.settings.allow_labelmap_split)
+        handle = DataHandle(self.kv, self.repos, repo, node, instance, version, lineage,
+                            bypass_lock=bypass,
+                            max_request_bytes=self.settings.max_request_bytes,
+                            allow_split=self.settings.allow_labelmap_split)
+        if len(self._handles) >= 1024:
+            self._handles.clear()
+        self._handles[key] = handle
+        return handle
 
     # ----- repos and instances -----------------------------------------------------------
 

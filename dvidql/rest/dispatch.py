@@ -31,6 +31,7 @@ from dvidql.rest.common import (
     service,
 )
 from dvidql.rest.server import help_text
+from dvidql.service import Service
 
 __all__ = ["TYPE_ROUTES", "DataRequests"]
 
@@ -91,8 +92,7 @@ def _first_segment(path: str) -> str:
 _COMPILED = {name: _compile([*table, *COMMON_ROUTES]) for name, table in TYPE_ROUTES.items()}
 
 
-async def dispatch(request: Request) -> Response:
-    svc = service(request)
+async def dispatch(request: Request, svc: Service) -> Response:
     where = request.path_params
     repo, node = svc.repos.resolve(where["uuid"])
     instance = svc.repos.instance(repo, where["name"])
@@ -156,9 +156,10 @@ class DataRequests:
             return
         scope["path_params"] = match.groupdict()
         request = Request(scope, receive)
+        svc: Service = scope["app"].state.service
         try:
-            await service(request).repos.catch_up()  # as the app's _CatchUp does
-            response = await dispatch(request)
+            await svc.repos.catch_up()  # as the app's _CatchUp does
+            response = await dispatch(request, svc)
         except DvidqlError as exc:
             response = await error_response(request, exc)
         if origin:
