@@ -27,14 +27,12 @@ __all__ = ["routes"]
 _JSON = "application/json"
 
 
-
 def _point(text: str, what: str) -> Point:
     return parse_point(text, 3, what)  # type: ignore[return-value]
 
 
 def _box(size: str, offset: str) -> Box:
     return Box(_point(offset, "offset"), _point(size, "size"))
-
 
 
 async def post_elements(request: Request, h: DataHandle) -> Response:
@@ -67,7 +65,6 @@ async def post_blocks(request: Request, h: DataHandle) -> Response:
 
 async def all_elements(request: Request, h: DataHandle) -> Response:
     return Response(await ops.all_blocks(h), media_type=_JSON)
-
 
 
 def _relationships(request: Request) -> bool | str:

@@ -186,7 +186,6 @@ def string_list(body: dict[str, Any], name: str) -> list[str]:
     return value
 
 
-
 async def mutations(request: Request, h: DataHandle) -> Response:
     """``GET mutations``: the instance's log records made at this version, oldest first."""
     return json_response(await h.records({h.node.uuid}))

@@ -51,7 +51,6 @@ def _throttle(request: Request) -> AbstractAsyncContextManager[None]:
     return service(request).throttle(request.query_params.get("throttle") == "true")
 
 
-
 def _attenuation(request: Request) -> int | None:
     """DVID's ``attenuation=1..7`` with ``roi=``: voxels outside are divided by 2^n instead of
     zeroed."""

@@ -63,7 +63,6 @@ _OCTET = "application/octet-stream"
 _LE = np.dtype("<u8")
 
 
-
 def _scale(request: Request, h: DataHandle) -> DataHandle:
     """The handle at the request's ``scale`` (0 to the instance's MaxDownresLevel)."""
     text = request.query_params.get("scale", "0")
@@ -84,7 +83,6 @@ def _read_options(request: Request, h: DataHandle, *, stream: bool = False
         raise BadRequest(f"compression must be one of {', '.join(READ_TRANSFERS)} (or absent "
                          f"for packed uint64 voxels), not {compression!r}")
     return _scale(request, h), flag(request, "supervoxels")
-
 
 
 def _label(text: str, what: str = "label") -> int:

@@ -34,7 +34,6 @@ async def _list(request: Request, shape: str) -> list[object]:
     return decode_json(await read_body(request), list, shape)
 
 
-
 async def roi(request: Request, h: DataHandle) -> Response:
     if request.method == "POST":
         return mutation_response(await ops.add(h, parse_spans(await _list(request, _SPANS))))

@@ -774,7 +774,6 @@ class Segmentation(_Volume):
                 for r in await body_resolvers.mutations(self.handle, since, limit)]
 
 
-
 @strawberry.type(description="Who changed a body last, and when.")
 class LastModification:
     mutation_id: UInt64 = strawberry.field(description="Id of the mutation in the repo's log.")

@@ -82,9 +82,9 @@ def in_roi(p: Pos) -> bool:
 
 
 class Scenario:
-    def __init__(self, http: httpx.Client, root: str, model: Model, rng: random.Random
-                 ) -> None:
-        self.http, self.root, self.model, self.rng = http, root, model, rng
+    def __init__(self, server: LiveServer, http: httpx.Client, root: str, model: Model,
+                 rng: random.Random) -> None:
+        self.server, self.http, self.root, self.model, self.rng = server, http, root, model, rng
         self.seen = len(self.log())
         self.done: Counter[str] = Counter()
 
@@ -250,8 +250,6 @@ class Scenario:
                 assert data["version"]["segmentation"]["body"]["partners"] == \
                     model.partners(body), body
 
-    server: LiveServer
-
 
 def start(http: httpx.Client) -> tuple[str, Model]:
     root = ok(http.post("/api/repos", json={}))["root"]
@@ -282,8 +280,7 @@ async def test_random_proofreading_matches_the_model(make_server: Any) -> None:
     server: LiveServer = make_server()
     with httpx.Client(base_url=server.url, timeout=30) as http:
         root, model = start(http)
-        scenario = Scenario(http, root, model, random.Random(11))
-        scenario.server = server
+        scenario = Scenario(server, http, root, model, random.Random(11))
         for _ in range(40):
             scenario.step()
             await scenario.check()
